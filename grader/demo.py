@@ -1,0 +1,164 @@
+"""The bundled demo class: submissions built in code from each lesson, with known scores.
+
+Students: ``reference`` (the source, solutions included), ``blank`` (the release unchanged),
+one per ``grader.misconceptions.MISCONCEPTIONS[assignment]`` entry (the reference with one
+solution cell edited) and ``broken-notebook`` (not JSON). Expected scores are per test cell.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from pathlib import Path
+from typing import Callable, Sequence
+
+from nbgrader.api import Gradebook, MissingEntry
+
+from . import notebooks
+from .autograde import Result, autograde, course_id, format_table, gradebook_url
+from .data import DatasetError, stage
+from .misconceptions import MISCONCEPTIONS, Misconception
+from .paths import REPO, default_data_root, default_mirror, lessons, release_notebook, source_notebook
+from .release import generate, write_readme
+
+REFERENCE, BLANK, BROKEN = "reference", "blank", "broken-notebook"
+BROKEN_TEXT = '{"cells": [ this is not a notebook\n'
+
+
+class DemoError(ValueError):
+    """A misconception cannot be built from the current source notebook."""
+
+
+def misconceptions_for(assignment: str, given: Sequence[Misconception] | None = None) -> Sequence[Misconception]:
+    """``given``, else the lesson's entry in MISCONCEPTIONS (none if it has no entry)."""
+    return MISCONCEPTIONS.get(assignment, ()) if given is None else given
+
+
+def students(assignment: str, misconceptions: Sequence[Misconception] | None = None) -> list[str]:
+    """Student ids of the demo class for a lesson."""
+    ids = [REFERENCE, BLANK, *(m.student for m in misconceptions_for(assignment, misconceptions)), BROKEN]
+    duplicates = sorted({s for s in ids if ids.count(s) > 1})
+    if duplicates:
+        raise DemoError(f"{assignment}: student ids used twice: {', '.join(duplicates)}")
+    return ids
+
+
+def apply_edits(nb, m: Misconception):
+    """A copy of the reference notebook with the misconception's edits in its cell."""
+    nb = copy.deepcopy(nb)
+    cells = notebooks.cells_by_grade_id(nb)
+    if m.cell not in cells:
+        raise DemoError(f"{m.student}: no cell with grade_id {m.cell!r}")
+    cell = cells[m.cell]
+    for old, new in m.edits:
+        count = cell.source.count(old)
+        if count != 1:
+            raise DemoError(f"{m.student}: cell {m.cell!r} contains {old!r} {count} times, expected exactly once")
+        cell.source = cell.source.replace(old, new)
+    return nb
+
+
+def submission_path(course_dir: Path, student: str, assignment: str) -> Path:
+    """``submitted/<student>/<assignment>/<assignment>.ipynb``."""
+    return course_dir / "submitted" / student / assignment / f"{assignment}.ipynb"
+
+
+def build(course_dir: Path, assignment: str, misconceptions: Sequence[Misconception] | None = None) -> list[str]:
+    """Write the demo class's submissions into ``<course_dir>/submitted/``; return student ids."""
+    ms = misconceptions_for(assignment, misconceptions)
+    reference = notebooks.read(source_notebook(assignment, course_dir))
+    built = {m.student: apply_edits(reference, m) for m in ms}  # fail before writing anything
+    for student in students(assignment, ms):
+        folder = submission_path(course_dir, student, assignment).parent
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+    notebooks.write(reference, submission_path(course_dir, REFERENCE, assignment))
+    shutil.copy(release_notebook(assignment, course_dir), submission_path(course_dir, BLANK, assignment))
+    for student, nb in built.items():
+        notebooks.write(nb, submission_path(course_dir, student, assignment))
+    submission_path(course_dir, BROKEN, assignment).write_text(BROKEN_TEXT)
+    return students(assignment, ms)
+
+
+def expected_scores(
+    assignment: str,
+    student: str,
+    course_dir: Path = REPO,
+    misconceptions: Sequence[Misconception] | None = None,
+) -> dict[str, float] | None:
+    """grade_id -> expected score of each test cell; None where grading must fail."""
+    ms = misconceptions_for(assignment, misconceptions)
+    full = notebooks.test_points(notebooks.read(source_notebook(assignment, course_dir)))
+    if student == BROKEN:
+        return None
+    if student == REFERENCE:
+        return full
+    if student == BLANK:
+        return {gid: 0.0 for gid in full}
+    by_student = {m.student: m for m in ms}
+    if student not in by_student:
+        raise DemoError(f"{student}: not a demo student of {assignment}")
+    unknown = by_student[student].loses - set(full)
+    if unknown:
+        raise DemoError(f"{student}: loses {sorted(unknown)}, which are not test cells of {assignment}")
+    return {gid: 0.0 if gid in by_student[student].loses else pts for gid, pts in full.items()}
+
+
+def mismatches(result: Result, expected: dict[str, float] | None) -> list[str]:
+    """How a graded student differs from its expectation ([] if it matches)."""
+    if expected is None:
+        return [] if result.error else ["graded, but an error was expected"]
+    if result.error:
+        return [f"error: {result.error}"]
+    return [
+        f"{gid}: scored {result.scores.get(gid)}, expected {want:g}"
+        for gid, want in expected.items()
+        if result.scores.get(gid) != want
+    ]
+
+
+def forget(course_dir: Path, assignment: str, student_ids: Sequence[str]) -> None:
+    """Remove earlier demo submissions from the gradebook so the lesson can be re-recorded."""
+    if not (course_dir / "gradebook.db").is_file():
+        return
+    with Gradebook(gradebook_url(course_dir), course_id(course_dir)) as gb:
+        for student in student_ids:
+            try:
+                gb.remove_submission(assignment, student)
+            except MissingEntry:
+                pass
+
+
+def grade_class(course_dir: Path, data_root: Path, assignments: Sequence[str] | None = None) -> dict[str, list[Result]]:
+    """Regenerate release/, build and autograde the demo class of every lesson in ``course_dir``."""
+    graded = {}
+    for assignment in assignments or lessons(course_dir):
+        generate(assignment, course_dir)
+        ids = build(course_dir, assignment)
+        forget(course_dir, assignment, ids)
+        graded[assignment] = autograde(course_dir, assignment, ids, data_root)
+    return graded
+
+
+def main(log: Callable[[str], None] = print) -> int:
+    """``grader demo``: grade the demo class in the repo and compare with the expected scores."""
+    root = default_data_root()
+    try:
+        stage(root, default_mirror(), require=True)
+    except DatasetError as exc:
+        log(str(exc))
+        return 1
+    status = 0
+    graded = grade_class(REPO, root)
+    write_readme(REPO)
+    for assignment, results in graded.items():
+        log(f"== {assignment}")
+        log(format_table(results))
+        about = {m.student: f" ({m.description})" for m in misconceptions_for(assignment)}
+        for result in results:
+            problems = mismatches(result, expected_scores(assignment, result.student))
+            verdict = "as expected" if not problems else "MISMATCH " + "; ".join(problems)
+            log(f"{result.student}{about.get(result.student, '')}: {verdict}")
+            status |= bool(problems)
+    return status

@@ -1,0 +1,64 @@
+"""Where things live: the repository is the nbgrader course directory."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SOURCE = REPO / "source"
+RELEASE = REPO / "release"
+CONFIG = REPO / "nbgrader_config.py"
+
+SCRATCH = (".ipynb_checkpoints", "__pycache__", "data", "checkpoints", "*.pt", "*.pth")
+"""What a notebook run leaves in a lesson folder; never copied (nbgrader_config.py ignores it too)."""
+
+DATA_ENV = "PYTORCH_COURSE_DATA"
+"""Environment variable the notebooks read: ``os.environ.get("PYTORCH_COURSE_DATA", "data")``."""
+MIRROR_ENV = "PYTORCH_COURSE_MIRROR"
+"""Environment variable naming the offline folder of IDX ``.gz`` files."""
+
+
+def default_data_root() -> Path:
+    """The data root: $PYTORCH_COURSE_DATA, else REPO/data."""
+    return Path(os.environ.get(DATA_ENV) or REPO / "data").resolve()
+
+
+def default_mirror() -> Path:
+    """The offline dataset mirror: $PYTORCH_COURSE_MIRROR, else REPO/../shared/datasets."""
+    return Path(os.environ.get(MIRROR_ENV) or REPO.parent / "shared" / "datasets").resolve()
+
+
+def lessons(course_dir: Path = REPO) -> list[str]:
+    """Assignment names: folders ``source/<name>/`` that hold ``<name>.ipynb``."""
+    source = course_dir / "source"
+    if not source.is_dir():
+        return []
+    return sorted(p.name for p in source.iterdir() if (p / f"{p.name}.ipynb").is_file())
+
+
+def source_notebook(assignment: str, course_dir: Path = REPO) -> Path:
+    """``source/<assignment>/<assignment>.ipynb`` in a course directory."""
+    return course_dir / "source" / assignment / f"{assignment}.ipynb"
+
+
+def release_notebook(assignment: str, course_dir: Path = REPO) -> Path:
+    """``release/<assignment>/<assignment>.ipynb`` in a course directory."""
+    return course_dir / "release" / assignment / f"{assignment}.ipynb"
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    """``os.environ`` plus ``extra``, with this interpreter's bin dir first on PATH.
+
+    nbgrader's Gradebook shells out to ``alembic`` when it creates a database, so the
+    virtualenv's bin dir must be on PATH even when ``grader`` is run without activating it.
+    """
+    env = {**os.environ, **extra}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+def nbgrader_cmd(*args: str) -> list[str]:
+    """Command line running nbgrader with this interpreter."""
+    return [sys.executable, "-m", "nbgrader", *args]

@@ -1,0 +1,43 @@
+"""Shared fixtures: staged data, and the demo class graded once per session.
+
+Tests run the real lessons found under source/; ``lesson`` is parametrized over them.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from grader import data, demo, paths
+from grader.autograde import Result
+
+LESSONS = paths.lessons()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize ``lesson`` over the lessons in source/ and ``student`` over each demo class."""
+    if "student" in metafunc.fixturenames:
+        pairs = [(lesson, student) for lesson in LESSONS for student in demo.students(lesson)]
+        metafunc.parametrize(("lesson", "student"), pairs, ids=[f"{l}-{s}" for l, s in pairs])
+    elif "lesson" in metafunc.fixturenames:
+        metafunc.parametrize("lesson", LESSONS)
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The data root with MNIST and FashionMNIST staged from the offline mirror (never downloaded)."""
+    root = paths.default_data_root()
+    data.stage(root, paths.default_mirror(), require=True)  # DatasetError says how to fix a missing mirror
+    return root
+
+
+@pytest.fixture(scope="session")
+def graded_demo_class(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> dict[str, dict[str, Result]]:
+    """lesson -> student -> Result: the demo class built and autograded once in a throwaway course dir."""
+    course = tmp_path_factory.mktemp("course")
+    shutil.copytree(paths.SOURCE, course / "source", ignore=shutil.ignore_patterns(*paths.SCRATCH))
+    shutil.copy(paths.CONFIG, course / "nbgrader_config.py")
+    graded = demo.grade_class(course, data_root)
+    return {lesson: {r.student: r for r in results} for lesson, results in graded.items()}

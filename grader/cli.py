@@ -17,6 +17,7 @@ def parser() -> argparse.ArgumentParser:
     data.add_argument("--root", type=Path, help=f"data root (default ${DATA_ENV} or ./data)")
     data.add_argument("--mirror", type=Path, help=f"mirror of IDX .gz files (default ${MIRROR_ENV} or ../shared/datasets)")
     data.add_argument("--require", action="store_true", help="fail instead of leaving a dataset to torchvision")
+    data.add_argument("--download", action="store_true", help="let torchvision download what the mirror lacks (internet)")
     verbs.add_parser("clean", help="clear outputs and stray metadata from source notebooks")
     release = verbs.add_parser("release", help="regenerate release/ from source/")
     release.add_argument("assignments", nargs="*", metavar="ASSIGNMENT")
@@ -26,6 +27,8 @@ def parser() -> argparse.ArgumentParser:
     autograde.add_argument("assignment", metavar="ASSIGNMENT")
     autograde.add_argument("--student", action="append", metavar="ID", help="only this student (repeatable)")
     verbs.add_parser("demo", help="build and grade the demo class, compare with the expected scores")
+    benchmark = verbs.add_parser("benchmark", help="the project's reference model: test accuracy and training time")
+    benchmark.add_argument("--seeds", type=int, default=3, help="how many seeds to run (default 3)")
     return p
 
 
@@ -35,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.verb == "data":
         from . import data
 
-        return data.main(args.root, args.mirror, args.require)
+        return data.main(args.root, args.mirror, args.require, args.download)
     if args.verb == "clean":
         from . import clean
 
@@ -52,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import autograde
 
         return autograde.main(args.assignment, args.student)
+    if args.verb == "benchmark":
+        from . import benchmark
+
+        return benchmark.main(args.seeds)
     from . import demo
 
     return demo.main()

@@ -22,6 +22,12 @@ class Misconception:
     """(old, new) pairs; each ``old`` must occur exactly once in the reference cell."""
     loses: frozenset[str]
     """grade_ids of the test cells on which this submission must score 0 (all others: full)."""
+    also_loses_on_cuda: frozenset[str] = frozenset()
+    """Test cells it loses only where CUDA is present (a device bug that a CPU cannot show)."""
+
+    def lost_cells(self, cuda: bool) -> frozenset[str]:
+        """The test cells scoring 0 on a grader with (or without) CUDA."""
+        return self.loses | self.also_loses_on_cuda if cuda else self.loses
 
 
 SAVING_AND_LOADING = (
@@ -86,6 +92,7 @@ GPU_TRAINING = (
         cell="device_aware_training",
         edits=(("        images, labels = move_batch(images, labels, device)\n", "        images = images.to(device)\n"),),
         loses=frozenset({"test_training_moves_everything"}),
+        also_loses_on_cuda=frozenset({"test_training_on_real_device"}),
     ),
     Misconception(
         student="model-not-moved",
@@ -93,6 +100,7 @@ GPU_TRAINING = (
         cell="device_aware_training",
         edits=(("    model.to(device)\n", ""),),
         loses=frozenset({"test_training_moves_everything"}),
+        also_loses_on_cuda=frozenset({"test_training_on_real_device"}),
     ),
     Misconception(
         student="autocast-without-scaler",
@@ -114,21 +122,77 @@ GPU_TRAINING = (
             ('    return torch.amp.GradScaler("cuda", enabled=device.type == "cuda")\n', "    return torch.cuda.amp.GradScaler()\n"),
             ("    with torch.autocast(device_type=device.type, dtype=amp_dtype(device)):\n", "    with torch.cuda.amp.autocast():\n"),
         ),
-        loses=frozenset({"test_amp_train_step"}),
+        # Its deprecation warnings also reach stderr in the checkpoint test, which nbgrader scores 0.
+        loses=frozenset({"test_amp_train_step", "test_checkpoint_across_devices"}),
     ),
     Misconception(
         student="no-map-location",
-        description="loads checkpoints without map_location and restores an empty scaler state",
+        description="loads checkpoints without map_location",
         cell="checkpoint_across_devices",
         edits=(
             ("    checkpoint = torch.load(path, map_location=device, weights_only=True)\n", "    checkpoint = torch.load(path, weights_only=True)\n"),
-            ('    if checkpoint["scaler_state_dict"]:\n        scaler.load_state_dict', "    scaler.load_state_dict"),
         ),
         loses=frozenset({"test_checkpoint_across_devices"}),
+    ),
+    Misconception(
+        student="scaler-state-unguarded",
+        description="loads the GradScaler state even when the saved scaler was disabled",
+        cell="checkpoint_across_devices",
+        edits=(('    if checkpoint["scaler_state_dict"]:\n        scaler.load_state_dict', "    scaler.load_state_dict"),),
+        loses=frozenset({"test_checkpoint_across_devices"}),
+    ),
+)
+
+FASHION_MNIST_PROJECT = (
+    Misconception(
+        student="tuning-on-test-set",
+        description="validates (chooses checkpoints) on the test set",
+        cell="validation_split",
+        edits=(
+            (
+                "val_images, val_labels = all_train_images[val_index], all_train_labels[val_index]\n",
+                "val_images, val_labels = test_images, test_labels\n",
+            ),
+        ),
+        loses=frozenset({"test_validation_split"}),
+    ),
+    Misconception(
+        student="eval-in-train-mode",
+        description="evaluates without model.eval()",
+        cell="training_functions",
+        edits=(("    model.eval()\n    total_loss, correct, count = 0.0, 0, 0\n", "    total_loss, correct, count = 0.0, 0, 0\n"),),
+        loses=frozenset({"test_evaluate_mode"}),
+    ),
+    Misconception(
+        student="softmax-before-loss",
+        description="ends the model with a softmax before nn.CrossEntropyLoss",
+        cell="model_definition",
+        edits=(("        return self.layers(x)\n", "        return torch.softmax(self.layers(x), dim=1)\n"),),
+        loses=frozenset({"test_model_outputs_logits"}),
+    ),
+    Misconception(
+        student="under-trained",
+        description="stops after one epoch at a tiny learning rate",
+        cell="final_training",
+        edits=(("lr=2e-3", "lr=1e-5"), ("max_epochs=30", "max_epochs=1")),
+        loses=frozenset({"test_checkpoint_accuracy_partial", "test_checkpoint_accuracy_full"}),
+    ),
+    Misconception(
+        student="per-class-over-total",
+        description="divides each class's correct count by the number of all images",
+        cell="per_class",
+        edits=(
+            (
+                "accuracies[k] = (predictions[of_class] == k).float().mean()\n",
+                "accuracies[k] = (predictions[of_class] == k).float().sum() / len(labels)\n",
+            ),
+        ),
+        loses=frozenset({"test_per_class_accuracy"}),
     ),
 )
 
 MISCONCEPTIONS: dict[str, tuple[Misconception, ...]] = {
     "saving-and-loading": SAVING_AND_LOADING,
     "gpu-training": GPU_TRAINING,
+    "fashion-mnist-project": FASHION_MNIST_PROJECT,
 }

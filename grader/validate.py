@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from nbclient import NotebookClient
+from nbformat import NotebookNode
 
 from . import notebooks
 from .data import stage
@@ -55,6 +56,8 @@ class Run:
     notebook: Path
     seconds: float
     cells: list[CellRun] = field(default_factory=list)
+    executed: NotebookNode | None = None
+    """The notebook with its outputs and nbclient's per-cell timing metadata."""
 
 
 @dataclass
@@ -106,7 +109,7 @@ def execute(nb_path: Path, data_root: Path | None = None, timeout: int = CELL_TI
         client.execute(env={**os.environ, DATA_ENV: str(root)}, stderr=subprocess.DEVNULL)
         seconds = time.perf_counter() - start
     cells = [cell_run(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
-    return Run(nb_path, seconds, cells)
+    return Run(nb_path, seconds, cells, nb)
 
 
 def source_problems(run: Run) -> list[str]:

@@ -14,6 +14,18 @@ from grader import data, demo, paths
 from grader.autograde import Result
 
 LESSONS = paths.lessons()
+REQUIRE_CUDA = "PYTORCH_COURSE_REQUIRE_CUDA"
+"""Set to 1 on a GPU runner: the suite then refuses to pass on a machine without CUDA."""
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """On a runner that must prove the lessons on CUDA, stop at once if there is none."""
+    import os
+
+    import torch
+
+    if os.environ.get(REQUIRE_CUDA) == "1" and not torch.cuda.is_available():
+        pytest.exit(f"{REQUIRE_CUDA}=1 but torch.cuda.is_available() is False: refusing to pass on a CPU", returncode=1)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -174,7 +174,12 @@ FASHION_MNIST_PROJECT = (
         student="under-trained",
         description="stops after one epoch at a tiny learning rate",
         cell="final_training",
-        edits=(("lr=2e-3", "lr=1e-5"), ("max_epochs=30", "max_epochs=1")),
+        edits=(
+            ("lr=2e-3", "lr=1e-5"),
+            ('group["lr"] = 2e-4', 'group["lr"] = 1e-6'),
+            ("max_epochs=12", "max_epochs=1"),
+            ("max_epochs=8", "max_epochs=1"),
+        ),
         loses=frozenset({"test_checkpoint_accuracy_partial", "test_checkpoint_accuracy_full"}),
     ),
     Misconception(

@@ -42,6 +42,13 @@ SAVING_AND_LOADING = (
         loses=frozenset({"test_checkpoint_contents", "test_exact_resume"}),
     ),
     Misconception(
+        student="numpy-loss",
+        description="stores the loss as it comes (a NumPy number breaks weights_only=True)",
+        cell="checkpoint_functions",
+        edits=(('        "loss": float(loss),\n', '        "loss": loss,\n'),),
+        loses=frozenset({"test_checkpoint_contents"}),
+    ),
+    Misconception(
         student="no-eval-after-load",
         description="returns the loaded model in training mode",
         cell="save_and_load_model",
@@ -86,6 +93,21 @@ SAVING_AND_LOADING = (
 )
 
 GPU_TRAINING = (
+    Misconception(
+        student="no-mps-fallback",
+        description="picks CUDA or else the CPU, never Apple's MPS",
+        cell="device_helpers",
+        edits=(('    if torch.backends.mps.is_available():\n        return torch.device("mps")\n', ""),),
+        loses=frozenset({"test_pick_device"}),
+    ),
+    Misconception(
+        student="move-batch-drops-labels",
+        description="move_batch moves the images and returns the labels where they were",
+        cell="device_helpers",
+        edits=(("    return images.to(device), labels.to(device)\n", "    return images.to(device), labels\n"),),
+        loses=frozenset({"test_move_batch", "test_training_moves_everything"}),
+        also_loses_on_cuda=frozenset({"test_training_on_real_device", "test_amp_train_step", "test_checkpoint_across_devices"}),
+    ),
     Misconception(
         student="labels-not-moved",
         description="moves the inputs to the device but not the labels",
@@ -169,6 +191,26 @@ FASHION_MNIST_PROJECT = (
         cell="model_definition",
         edits=(("        return self.layers(x)\n", "        return torch.softmax(self.layers(x), dim=1)\n"),),
         loses=frozenset({"test_model_outputs_logits"}),
+    ),
+    Misconception(
+        student="keeps-last-weights",
+        description="train_model stops early but returns the last weights, not the best",
+        cell="pipeline",
+        edits=(
+            (
+                '    best = torch.load(checkpoint_path, map_location=device, weights_only=True)\n'
+                '    model.load_state_dict(best["model_state_dict"])\n',
+                "",
+            ),
+        ),
+        loses=frozenset({"test_early_stopping_restores_best"}),
+    ),
+    Misconception(
+        student="checkpoint-without-optimizer",
+        description="the best checkpoint holds the model but not the optimizer's state",
+        cell="pipeline",
+        edits=(('                "optimizer_state_dict": optimizer.state_dict(),\n', ""),),
+        loses=frozenset({"test_checkpoint_contents"}),
     ),
     Misconception(
         student="under-trained",

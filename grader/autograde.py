@@ -1,123 +1,91 @@
-"""Grade a class: one ``nbgrader autograde`` subprocess per student, scores from the gradebook.
+"""Grade a class: the coordinator.
 
-A broken submission (invalid JSON, no notebook, dead kernel, timeout) becomes an error for
-that student, with a one-line reason, and never stops the batch. nbgrader 0.9.6 exits 1 for
-such a student but may still leave rows in the gradebook (an invalid notebook gets grades
-"needing manual grading", which read as 0), so the exit code decides, not the gradebook.
+It records the assignment in the course gradebook, packs the assignment and each submission as
+plain bytes, hands them to ``grader.worker.grade`` on an executor (a local process pool, or any
+``concurrent.futures.Executor``), and merges each result as it arrives: into the gradebook
+(``grader.gradebook.merge``), into ``autograded/<student>/<assignment>/``, and into a ledger
+``.grader/<assignment>/<student>.json`` written last. A rerun skips every student whose ledger
+digest matches the submission and the assignment's tests; ``force`` regrades all.
+
+A worker process that dies takes only its in-flight submissions with it: they are retried one at
+a time (so a submission that kills its worker is told apart from its neighbours), and one whose
+worker dies twice while it is graded alone ends as an error row. The batch always goes on.
 """
 
 from __future__ import annotations
 
+import json
+import multiprocessing
 import os
-import re
-import signal
-import subprocess
+import shutil
+import sys
 import time
-from dataclasses import dataclass, field
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from nbgrader.api import Gradebook, MissingEntry
-from traitlets.config.loader import PyFileConfigLoader
-
-from . import notebooks
+from . import gradebook, notebooks
 from .data import stage
-from .paths import DATA_ENV, REPO, default_data_root, default_mirror, nbgrader_cmd, source_notebook, tool_env
-from .release import ReleaseError, record
+from .paths import DATA_ENV, SCRATCH, course_dir as find_course, default_data_root, default_mirror, source_notebook
+from .release import ReleaseError
+from .worker import Assignment, NotebookGrades, Result, Settings, Submission, SubmissionError, digest_of, grade, read_tree
 
-STUDENT_TIMEOUT = 1800
-"""Seconds for one student's whole autograde run (cells have their own limit in the config)."""
-EXCEPTION_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception|Exit)): (.+)$")
-GENERIC = ("There was an error processing", "Please see the the above traceback", "Did you mean")
+CELL_TIMEOUT = 180
+"""Per-cell limit when the course config sets none (nbgrader's own default is 30 s)."""
+SUBMISSION_TIMEOUT = 1800
+"""Seconds for one submission's whole nbgrader run, before scaling to the kernel's threads."""
+MAX_KILLS = 2
+"""A submission whose worker dies this many times while it is graded alone ends as an error row."""
+LEDGER = ".grader"
 
 
 class AutogradeError(RuntimeError):
     """The class cannot be graded at all (as opposed to one broken submission)."""
 
 
-@dataclass
-class Result:
-    """One student's grade for one assignment."""
-
-    student: str
-    scores: dict[str, float | None] = field(default_factory=dict)
-    """grade_id -> score (None: needs manual grading), in notebook order."""
-    max_scores: dict[str, float] = field(default_factory=dict)
-    error: str | None = None
-    seconds: float = 0.0
-
-    @property
-    def total(self) -> float | None:
-        return None if self.error else sum(s or 0.0 for s in self.scores.values())
-
-    @property
-    def max_total(self) -> float:
-        return sum(self.max_scores.values())
-
-
-def reason(log: str, returncode: int) -> str:
-    """One line saying why nbgrader failed for a student, taken from its log."""
-    exceptions = [m.group(1).split(".")[-1] + ": " + m.group(2) for m in map(EXCEPTION_LINE.match, log.splitlines()) if m]
-    if exceptions:
-        return exceptions[-1][:200]
-    errors = [line.split("]", 1)[-1].strip() for line in log.splitlines() if "| ERROR]" in line]
-    errors = [e for e in errors if not e.startswith(GENERIC)]
-    return (errors[-1] if errors else f"nbgrader exited with code {returncode}")[:200]
-
-
-def run_student(
-    course_dir: Path, assignment: str, student: str, data_root: Path, timeout: float = STUDENT_TIMEOUT
-) -> str | None:
-    """Autograde one student in its own process; return an error line, or None on success."""
-    cmd = nbgrader_cmd("autograde", assignment, "--student", student, "--force")
-    env = tool_env(**{DATA_ENV: str(data_root)})
-    # A session of its own, so a timeout also ends the kernel nbgrader started.
-    proc = subprocess.Popen(
-        cmd, cwd=course_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-    )
+def cores() -> int:
+    """CPU cores this process may use."""
     try:
-        log, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        return f"timed out after {timeout:g} s"
-    return reason(log, proc.returncode) if proc.returncode != 0 else None
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
-def gradebook_url(course_dir: Path) -> str:
-    """SQLite URL of a course directory's gradebook."""
-    return f"sqlite:///{(course_dir / 'gradebook.db').resolve()}"
+def settings_for(course_dir: Path, workers: int, data_root: Path | None, seed: int = 0) -> Settings:
+    """Each kernel gets its share of the cores; the time limits grow as its share shrinks."""
+    threads = max(1, cores() // workers)
+    scale = max(1.0, cores() / threads)
+    base = gradebook.course_config(course_dir).Execute.get("timeout", CELL_TIMEOUT)
+    env = {DATA_ENV: str(data_root)} if data_root else {}
+    return Settings(threads, base * scale, SUBMISSION_TIMEOUT * scale, seed, env)
 
 
-def course_id(course_dir: Path) -> str:
-    """``c.CourseDirectory.course_id`` from the course's nbgrader_config.py."""
-    config = PyFileConfigLoader("nbgrader_config.py", path=str(course_dir)).load_config()
-    return config.CourseDirectory.get("course_id", "default_course")
+def load_assignment(course_dir: Path, assignment: str) -> Assignment:
+    """Record the assignment in the course gradebook; its source files, config and a private gradebook, as bytes."""
+    folder = course_dir / "source" / assignment
+    if not (folder / f"{assignment}.ipynb").is_file():
+        raise AutogradeError(f"no source/{assignment}/{assignment}.ipynb in {course_dir}")
+    skip = lambda rel: any(rel.match(p) or any(part == p for part in rel.parts) for p in SCRATCH)  # noqa: E731
+    config = course_dir / "nbgrader_config.py"
+    return Assignment(
+        name=assignment,
+        files=read_tree(folder, skip),
+        config=config.read_bytes() if config.is_file() else b"",
+        gradebook=gradebook.record_assignment(course_dir, assignment),
+        course_id=gradebook.course_id(course_dir),
+    )
 
 
-def read_scores(course_dir: Path, assignment: str, student: str) -> tuple[dict[str, float | None], dict[str, float]]:
-    """(scores, max scores) per graded cell of a student's notebook, from the gradebook."""
-    with Gradebook(gradebook_url(course_dir), course_id(course_dir)) as gb:
-        try:
-            submitted = gb.find_submission_notebook(assignment, assignment, student)
-        except MissingEntry:
-            return {}, {}
-        scores, maxima = {}, {}
-        for grade in submitted.grades:
-            manual = grade.needs_manual_grade and grade.manual_score is None
-            scores[grade.name] = None if manual else float(grade.score)
-            maxima[grade.name] = float(grade.max_score)
-    return scores, maxima
-
-
-def source_points(course_dir: Path, assignment: str) -> dict[str, float]:
-    """grade_id -> points of the graded cells, in notebook order."""
-    return notebooks.graded_points(notebooks.read(source_notebook(assignment, course_dir)))
-
-
-def ordered(mapping: dict, order: list[str]) -> dict:
-    """``mapping`` re-keyed in ``order`` (unknown keys last)."""
-    return {k: mapping[k] for k in [*order, *sorted(set(mapping) - set(order))] if k in mapping}
+def load_submission(course_dir: Path, assignment: str, student: str, extensions: dict) -> Submission:
+    """``submitted/<student>/<assignment>/`` as bytes (checkpoints and caches left out)."""
+    folder = course_dir / "submitted" / student / assignment
+    if not folder.is_dir():
+        raise SubmissionError(f"no folder submitted/{student}/{assignment}/")
+    files = read_tree(folder, lambda rel: ".ipynb_checkpoints" in rel.parts or "__pycache__" in rel.parts)
+    return Submission(student, files, extensions.get(student))
 
 
 def student_folders(course_dir: Path, students: Iterable[str] | None = None) -> list[str]:
@@ -128,35 +96,247 @@ def student_folders(course_dir: Path, students: Iterable[str] | None = None) -> 
     return sorted(p.name for p in submitted.iterdir() if p.is_dir()) if submitted.is_dir() else []
 
 
+# --- the ledger: what was graded against what --------------------------------------------------
+
+
+def ledger_path(course_dir: Path, assignment: str, student: str) -> Path:
+    return course_dir / LEDGER / assignment / f"{student}.json"
+
+
+def to_json(result: Result) -> dict:
+    """A result without its files and log, as JSON."""
+    data = asdict(result)
+    data.pop("files"), data.pop("log")
+    return data
+
+
+def from_json(data: dict) -> Result:
+    data = dict(data)
+    data["notebooks"] = {k: NotebookGrades(**v) for k, v in data["notebooks"].items()}
+    return Result(**data)
+
+
+def read_ledger(course_dir: Path, assignment: str, student: str) -> Result | None:
+    """The result filed for a student, or None."""
+    path = ledger_path(course_dir, assignment, student)
+    try:
+        return from_json(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def file_result(course_dir: Path, result: Result) -> None:
+    """Merge a result: gradebook first, then the autograded folder, then the ledger (atomically)."""
+    gradebook.merge(course_dir, result)
+    folder = course_dir / "autograded" / result.student / result.assignment
+    if result.files:
+        staging = folder.with_name(folder.name + ".incoming")
+        shutil.rmtree(staging, ignore_errors=True)
+        for name, content in result.files.items():
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            (staging / name).write_bytes(content)
+        shutil.rmtree(folder, ignore_errors=True)
+        staging.rename(folder)
+    path = ledger_path(course_dir, result.assignment, result.student)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(to_json(result), indent=1))
+    tmp.replace(path)
+
+
+# --- executing: a local pool that survives a dead worker ---------------------------------------
+
+
+class LocalPool:
+    """A process pool (``spawn``: nothing of the coordinator leaks in) that can be rebuilt."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self.executor = self._new()
+
+    def _new(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def submit(self, fn, *args) -> Future:
+        return self.executor.submit(fn, *args)
+
+    def restart(self) -> None:
+        """Replace a broken pool (its worker died) by a fresh one."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.executor = self._new()
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass
+class Task:
+    submission: Submission
+    attempts: int = 0
+    suspect: bool = False
+    """A worker died while it ran: retry it with nothing else in flight."""
+    kills: int = 0
+    """Workers that died while it ran alone: those deaths are its own."""
+
+
+def run(
+    tasks: list[Task],
+    assignment: Assignment,
+    settings: Settings,
+    executor: Executor | LocalPool,
+    slots: int,
+    on_result: Callable[[Result], None],
+    on_start: Callable[[int], None] = lambda in_flight: None,
+) -> None:
+    """Grade every task on ``executor`` with at most ``slots`` in flight; call ``on_result`` for each."""
+    queue: deque[Task] = deque(tasks)
+    running: dict[Future, Task] = {}
+    while queue or running:
+        while queue and len(running) < slots:
+            if queue[0].suspect and running:
+                break  # a suspect runs alone, so a worker it kills takes nobody else
+            task = queue.popleft()
+            task.attempts += 1
+            running[executor.submit(grade, task.submission, assignment, settings)] = task
+            if task.suspect:
+                break
+        on_start(len(running))
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        broken = False
+        for future in done:
+            task = running.pop(future)
+            try:
+                result = future.result()
+            except Exception as exc:  # the worker died (killed, out of memory, lost node)
+                broken |= isinstance(exc, BrokenProcessPool)
+                task.kills += task.suspect
+                if task.kills >= MAX_KILLS:
+                    why = f"{type(exc).__name__}: {exc}".strip(": ")[:200]
+                    on_result(
+                        Result(task.submission.student, assignment.name, digest_of(task.submission, assignment),
+                               error=f"its grading killed the worker {task.kills} times ({why})",
+                               attempts=task.attempts)
+                    )  # fmt: skip
+                else:
+                    task.suspect = True
+                    queue.appendleft(task)
+                continue
+            result.attempts = task.attempts
+            on_result(result)
+        if broken and isinstance(executor, LocalPool):
+            for future, task in running.items():  # they died with the pool: retry them, alone
+                task.suspect = True
+                queue.appendleft(task)
+            running.clear()
+            executor.restart()
+
+
+# --- progress ------------------------------------------------------------------------------------
+
+
+class Progress:
+    """A tqdm bar on a terminal; one plain line per finished submission otherwise (CI logs)."""
+
+    def __init__(self, total: int, label: str, stream=None):
+        self.stream = stream or sys.stderr
+        self.total, self.done, self.label, self.start = total, 0, label, time.perf_counter()
+        self.bar = None
+        if self.stream.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=label, unit="sub", file=self.stream, dynamic_ncols=True)
+
+    def in_flight(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"in flight {n}")
+
+    def finished(self, result: Result, note: str = "") -> None:
+        self.done += 1
+        score = f"error: {result.error}" if result.error else f"{result.total:g}/{result.max_total:g}"
+        line = f"{result.student}: {score} ({result.seconds:.1f} s){note}"
+        if self.bar is not None:
+            self.bar.write(line, file=self.stream)
+            self.bar.update(1)
+        else:
+            elapsed = time.perf_counter() - self.start
+            eta = elapsed / self.done * (self.total - self.done)
+            print(f"[{self.label} {self.done}/{self.total} {elapsed:.0f}s eta {eta:.0f}s] {line}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# --- the coordinator -----------------------------------------------------------------------------
+
+
+def ordered(result: Result, order: list[str]) -> Result:
+    """The result with each notebook's cells in the source notebook's order."""
+    for nb in result.notebooks.values():
+        rank = {gid: i for i, gid in enumerate(order)}
+        nb.scores = dict(sorted(nb.scores.items(), key=lambda kv: rank.get(kv[0], len(rank))))
+        nb.max_scores = dict(sorted(nb.max_scores.items(), key=lambda kv: rank.get(kv[0], len(rank))))
+    return result
+
+
 def autograde(
     course_dir: Path,
     assignment: str,
     students: Iterable[str] | None = None,
     data_root: Path | None = None,
-    timeout: float = STUDENT_TIMEOUT,
+    workers: int | None = None,
+    force: bool = False,
+    executor: Executor | None = None,
+    progress: bool = True,
 ) -> list[Result]:
-    """Autograde every student folder of ``<course_dir>/submitted/`` (or the given students).
+    """Autograde the students of ``<course_dir>/submitted/`` (or the given ones); results in student order.
 
-    The assignment is first recorded in the gradebook from ``source/`` (what
+    The assignment is first recorded in the course gradebook from ``source/`` (what
     ``nbgrader generate_assignment`` does), so grading uses the current tests.
     """
     course_dir = Path(course_dir).resolve()
-    root = Path(data_root).resolve() if data_root else default_data_root()
+    workers = workers or cores()
+    url = gradebook.db_url(course_dir)
     try:
-        record(assignment, course_dir)
+        packed = load_assignment(course_dir, assignment)
     except ReleaseError as exc:
-        raise AutogradeError(f"cannot record {assignment} in {course_dir / 'gradebook.db'}: {exc}") from exc
-    points = source_points(course_dir, assignment)
-    order = list(points)
-    results = []
-    for student in student_folders(course_dir, students):
-        start = time.perf_counter()
-        error = run_student(course_dir, assignment, student, root, timeout)
-        scores, maxima = read_scores(course_dir, assignment, student)
-        if error:
-            scores, maxima = {}, points
-        results.append(Result(student, ordered(scores, order), ordered(maxima, order), error, time.perf_counter() - start))
-    return results
+        raise AutogradeError(f"cannot record {assignment} in {url}: {exc}") from exc
+    order = list(notebooks.graded_points(notebooks.read(source_notebook(assignment, course_dir))))
+    settings = settings_for(course_dir, workers, data_root)
+    extensions = gradebook.extensions(course_dir, assignment)
+    ids = student_folders(course_dir, students)
+    results: dict[str, Result] = {}
+    tasks: list[Task] = []
+    for student in ids:
+        try:
+            submission = load_submission(course_dir, assignment, student, extensions)
+        except SubmissionError as exc:  # nothing submitted: reported, not recorded as a submission
+            results[student] = Result(student, assignment, error=str(exc))
+            continue
+        filed = None if force else read_ledger(course_dir, assignment, student)
+        if filed and filed.digest == digest_of(submission, assignment=packed) and gradebook.has_submission(course_dir, assignment, student):
+            results[student] = filed
+        else:
+            tasks.append(Task(submission))
+    bar = Progress(len(tasks), assignment) if progress else None
+    if progress and len(tasks) < len(ids):
+        print(f"{assignment}: {len(ids) - len(tasks)} of {len(ids)} already graded (unchanged); grading {len(tasks)}", file=sys.stderr)
+
+    def on_result(result: Result) -> None:
+        results[result.student] = ordered(result, order)
+        file_result(course_dir, result)
+        if bar:
+            bar.finished(result, f" (attempt {result.attempts})" if result.attempts > 1 else "")
+
+    pool = executor or LocalPool(workers)
+    try:
+        run(tasks, packed, settings, pool, workers, on_result, bar.in_flight if bar else lambda n: None)
+    finally:
+        if bar:
+            bar.close()
+        if executor is None:
+            pool.shutdown()
+    return [results[s] for s in ids]
 
 
 def fmt(x: float | None) -> str:
@@ -179,17 +359,28 @@ def format_table(results: list[Result]) -> str:
     return "\n".join([line.rstrip() for line in lines] + legend)
 
 
-def main(assignment: str, students: list[str] | None = None, log: Callable[[str], None] = print) -> int:
-    """``grader autograde``: grade the repo's submitted/ folder and print the table."""
-    root = default_data_root()
-    stage(root, default_mirror())
+def main(
+    assignment: str,
+    students: list[str] | None = None,
+    course: Path | None = None,
+    workers: int | None = None,
+    force: bool = False,
+    log: Callable[[str], None] = print,
+) -> int:
+    """``grader autograde``: grade the course's submitted/ folder, print the table, write the report."""
+    from . import report
+
+    course_dir = find_course(course)
+    root = default_data_root(course_dir)
+    stage(root, default_mirror(course_dir))
     try:
-        results = autograde(REPO, assignment, students, root)
+        results = autograde(course_dir, assignment, students, root, workers, force)
     except AutogradeError as exc:
         log(str(exc))
         return 1
     if not results:
-        log(f"no student folders in {REPO / 'submitted'}")
+        log(f"no student folders in {course_dir / 'submitted'}")
         return 1
     log(format_table(results))
+    log(report.write(course_dir, assignment).summary())
     return int(any(r.error for r in results))

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,8 +24,9 @@ from nbformat.v4 import new_code_cell
 
 from . import notebooks
 from .data import stage
-from .paths import default_data_root, default_mirror, source_notebook
+from .paths import DATA_ENV, REPO, SCRATCH, default_data_root, default_mirror, nbgrader_cmd, source_notebook, tool_env
 from .validate import execute
+from .worker import THREAD_VARIABLES
 
 ASSIGNMENT = "fashion-mnist-project"
 PIPELINE = ("setup", "data", "validation_split", "training_functions", "model_definition", "pipeline", "final_training")
@@ -68,9 +73,9 @@ def cell_seconds(cell) -> float:
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 
-def measure(seed: int, data_root: Path) -> Measurement:
+def measure(seed: int, data_root: Path, course: Path = REPO) -> Measurement:
     """One reference run: train with ``seed``, evaluate the restored best model on the test set."""
-    nb = reference_run(notebooks.read(source_notebook(ASSIGNMENT)), seed)
+    nb = reference_run(notebooks.read(source_notebook(ASSIGNMENT, course)), seed)
     with tempfile.TemporaryDirectory(prefix="grader-benchmark-") as tmp:
         path = Path(tmp) / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
         notebooks.write(nb, path)
@@ -84,13 +89,13 @@ def measure(seed: int, data_root: Path) -> Measurement:
     return Measurement(seed, result["test_accuracy"], seconds, result["epochs"])
 
 
-def main(seeds: int = 3, log: Callable[[str], None] = print) -> int:
+def main(seeds: int = 3, course: Path = REPO, log: Callable[[str], None] = print) -> int:
     """``grader benchmark``: the reference model's test accuracy and training time over ``seeds`` seeds."""
-    root = default_data_root()
-    stage(root, default_mirror(), require=True)
+    root = default_data_root(course)
+    stage(root, default_mirror(course), require=True)
     results = []
     for seed in range(seeds):
-        m = measure(seed, root)
+        m = measure(seed, root, course)
         results.append(m)
         log(f"seed {m.seed}: test accuracy {m.test_accuracy:.2%}, {m.epochs} epochs in {m.training_seconds:.1f} s")
     accuracies = [m.test_accuracy for m in results]
@@ -100,3 +105,132 @@ def main(seeds: int = 3, log: Callable[[str], None] = print) -> int:
         f"min {min(accuracies):.2%}; training seconds mean {statistics.mean(seconds):.1f}, max {max(seconds):.1f}"
     )
     return 0
+
+
+# --- grading: sequential nbgrader vs the pool vs bare execution -----------------------------------
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    seconds: float
+    cpu_seconds: float
+    scores: dict | None = None
+    """student -> grade_id -> score, where the mode grades."""
+
+    def utilisation(self, cores: int) -> float:
+        return self.cpu_seconds / (self.seconds * cores) if self.seconds else 0.0
+
+
+def children_cpu() -> float:
+    """CPU seconds of every finished child process (and their waited-for descendants)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(name: str, fn: Callable[[], dict | None]) -> Mode:
+    cpu, start = children_cpu(), time.perf_counter()
+    scores = fn()
+    return Mode(name, time.perf_counter() - start, children_cpu() - cpu, scores)
+
+
+def demo_course(course: Path, into: Path, assignment: str) -> list[str]:
+    """A throwaway course holding the lesson's source, the config and its demo class."""
+    from .demo import build
+    from .release import generate
+
+    shutil.copytree(course / "source" / assignment, into / "source" / assignment, ignore=shutil.ignore_patterns(*SCRATCH))
+    shutil.copy(course / "nbgrader_config.py", into / "nbgrader_config.py")
+    generate(assignment, into)
+    return build(into, assignment)
+
+
+def bare_one(path: str, data_root: str, threads: int) -> float:
+    """Execute one submitted notebook with nbclient as nbgrader would (no grading); return seconds."""
+    import os
+
+    from nbclient import NotebookClient
+
+    env = {**os.environ, DATA_ENV: data_root, "NBGRADER_EXECUTION": "autograde"}
+    env.update(dict.fromkeys(THREAD_VARIABLES, str(threads)))
+    start = time.perf_counter()
+    try:
+        nb = notebooks.read(Path(path))
+    except Exception:
+        return time.perf_counter() - start
+    with tempfile.TemporaryDirectory(prefix="grader-bare-") as tmp:
+        work = Path(tmp) / "work"
+        shutil.copytree(Path(path).parent, work)
+        client = NotebookClient(nb, timeout=None, kernel_name="python3", allow_errors=True, resources={"metadata": {"path": str(work)}})
+        client.execute(env=env, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def grading_modes(course: Path, assignment: str, workers: int, data_root: Path, tmp: Path) -> list[Mode]:
+    """Grade the lesson's demo class three ways, each in a fresh course, and time each."""
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
+
+    from . import gradebook
+    from .autograde import cores
+
+    env = tool_env(**{DATA_ENV: str(data_root)})
+    seq, pool, bare = tmp / "sequential", tmp / "pool", tmp / "bare"
+    students = [demo_course(course, c, assignment) for c in (seq, pool, bare)][0]
+
+    def sequential() -> dict:
+        subprocess.run(nbgrader_cmd("generate_assignment", assignment, "--force"), cwd=seq, env=env, capture_output=True)
+        subprocess.run(nbgrader_cmd("autograde", assignment, "--force"), cwd=seq, env=env, capture_output=True)
+        return {s: gradebook.scores(seq, assignment, s) for s in students}
+
+    def pooled() -> dict:
+        cmd = [sys.executable, "-m", "grader", "autograde", assignment, "--workers", str(workers), "--force"]
+        subprocess.run(cmd, cwd=pool, env=env, capture_output=True)
+        return {s: gradebook.scores(pool, assignment, s) for s in students}
+
+    def bare_execution() -> None:
+        threads = max(1, cores() // workers)
+        paths = [str(bare / "submitted" / s / assignment / f"{assignment}.ipynb") for s in students]
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as ex:
+            list(ex.map(bare_one, paths, [str(data_root)] * len(paths), [threads] * len(paths)))
+
+    return [
+        timed("sequential nbgrader autograde", sequential),
+        timed(f"grader autograde --workers {workers}", pooled),
+        timed(f"bare nbclient, {workers} processes", bare_execution),
+    ]
+
+
+def grading_main(assignments: list[str], course: Path, workers: int | None = None, log: Callable[[str], None] = print) -> int:
+    """``grader benchmark --grading``: the demo classes graded three ways, as one table."""
+    from .autograde import cores
+    from .paths import lessons
+
+    workers = workers or cores()
+    root = default_data_root(course)
+    stage(root, default_mirror(course), require=True)
+    totals = {}
+    identical = True
+    for assignment in assignments or lessons(course):
+        with tempfile.TemporaryDirectory(prefix="grader-bench-") as tmp:
+            modes = grading_modes(course, assignment, workers, root, Path(tmp))
+        seq, pool, bare = modes
+        same = seq.scores == pool.scores
+        identical &= same
+        log(f"== {assignment}: {len(seq.scores or {})} submissions; scores identical sequential vs pool: {same}")
+        for m in modes:
+            log(f"  {m.name:<34} {m.seconds:8.1f} s   CPU {m.utilisation(cores()):6.0%}")
+        for m in modes:
+            t = totals.setdefault(m.name, [0.0, 0.0])
+            t[0] += m.seconds
+            t[1] += m.cpu_seconds
+    (seq_s, _), (pool_s, _), (bare_s, _) = totals.values()
+    log(f"== all ({cores()} cores)")
+    log(f"  {'mode':<34} {'wall':>8}     {'CPU':>6}  {'vs sequential':>13}")
+    for name, (seconds, cpu) in totals.items():
+        log(f"  {name:<34} {seconds:8.1f} s   {cpu / (seconds * cores()):6.0%}  {seq_s / seconds:12.2f}x")
+    log(f"  grading overhead of the pool over bare execution: {(pool_s - bare_s) / bare_s:+.1%}")
+    log(f"  scores identical, sequential nbgrader vs pool: {identical}")
+    return 0 if identical else 1

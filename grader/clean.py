@@ -27,11 +27,11 @@ def clean_sources(course_dir: Path = REPO) -> list[Path]:
     return [p for p in paths if clean_file(p)]
 
 
-def main(log: Callable[[str], None] = print) -> int:
-    """``grader clean``: clean source notebooks, say which changed."""
-    changed = clean_sources()
+def main(course: Path = REPO, log: Callable[[str], None] = print) -> int:
+    """``grader clean``: clean the course's source notebooks, say which changed."""
+    changed = clean_sources(course)
     for path in changed:
-        log(f"cleaned {path.relative_to(REPO)}")
+        log(f"cleaned {path.relative_to(course)}")
     if not changed:
         log("source notebooks already clean")
     return 0

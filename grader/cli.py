@@ -1,4 +1,7 @@
-"""``grader VERB``: parse arguments and call ``<verb>.main``; nothing else lives here."""
+"""``grader VERB``: parse arguments and call ``<verb>.main``; nothing else lives here.
+
+Every verb acts on the course directory it is run in (as nbgrader does), or on ``--course DIR``.
+"""
 
 from __future__ import annotations
 
@@ -6,62 +9,92 @@ import argparse
 import sys
 from pathlib import Path
 
-from .paths import DATA_ENV, MIRROR_ENV
+from .paths import DATA_ENV, MIRROR_ENV, CourseError
 
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser: one subcommand per instructor task."""
+    course = argparse.ArgumentParser(add_help=False)
+    course.add_argument("--course", type=Path, metavar="DIR", help="the nbgrader course directory (default: the current one)")
     p = argparse.ArgumentParser(prog="grader", description="Instructor tooling for the nbgrader lessons.")
     verbs = p.add_subparsers(dest="verb", required=True)
-    data = verbs.add_parser("data", help="stage MNIST/FashionMNIST from the offline mirror")
-    data.add_argument("--root", type=Path, help=f"data root (default ${DATA_ENV} or ./data)")
-    data.add_argument("--mirror", type=Path, help=f"mirror of IDX .gz files (default ${MIRROR_ENV} or ../shared/datasets)")
+    data = verbs.add_parser("data", parents=[course], help="stage MNIST/FashionMNIST from the offline mirror")
+    data.add_argument("--root", type=Path, help=f"data root (default ${DATA_ENV} or <course>/data)")
+    data.add_argument("--mirror", type=Path, help=f"mirror of IDX .gz files (default ${MIRROR_ENV} or <course>/../shared/datasets)")
     data.add_argument("--require", action="store_true", help="fail instead of leaving a dataset to torchvision")
     data.add_argument("--download", action="store_true", help="let torchvision download what the mirror lacks (internet)")
-    verbs.add_parser("clean", help="clear outputs and stray metadata from source notebooks")
-    release = verbs.add_parser("release", help="regenerate release/ from source/")
+    verbs.add_parser("clean", parents=[course], help="clear outputs and stray metadata from source notebooks")
+    release = verbs.add_parser("release", parents=[course], help="regenerate release/ from source/")
     release.add_argument("assignments", nargs="*", metavar="ASSIGNMENT")
-    validate = verbs.add_parser("validate", help="source passes, release fails as it should; timings")
+    validate = verbs.add_parser("validate", parents=[course], help="source passes, release fails as it should; timings")
     validate.add_argument("assignments", nargs="*", metavar="ASSIGNMENT")
-    autograde = verbs.add_parser("autograde", help="grade submitted/ and print the table")
+    autograde = verbs.add_parser("autograde", parents=[course], help="grade submitted/ in parallel, then write the report")
     autograde.add_argument("assignment", metavar="ASSIGNMENT")
     autograde.add_argument("--student", action="append", metavar="ID", help="only this student (repeatable)")
-    verbs.add_parser("demo", help="build and grade the demo class, compare with the expected scores")
-    benchmark = verbs.add_parser("benchmark", help="the project's reference model: test accuracy and training time")
+    autograde.add_argument("--workers", type=int, metavar="N", help="submissions graded at once (default: the machine's cores)")
+    autograde.add_argument("--force", action="store_true", help="regrade every student, even those graded and unchanged")
+    report = verbs.add_parser("report", parents=[course], help="class report (CSV, table, plots, HTML) and feedback")
+    report.add_argument("assignment", metavar="ASSIGNMENT")
+    demo = verbs.add_parser("demo", parents=[course], help="build and grade the demo class, compare with the expected scores")
+    demo.add_argument("--workers", type=int, metavar="N", help="submissions graded at once (default: the machine's cores)")
+    benchmark = verbs.add_parser("benchmark", parents=[course], help="the project's reference model, or (--grading) the grader")
     benchmark.add_argument("--seeds", type=int, default=3, help="how many seeds to run (default 3)")
+    benchmark.add_argument(
+        "--grading", nargs="*", metavar="ASSIGNMENT",
+        help="instead: grade the demo class three ways (sequential nbgrader, the pool, bare nbclient) and compare",
+    )  # fmt: skip
+    benchmark.add_argument("--workers", type=int, metavar="N", help="parallelism of --grading (default: the machine's cores)")
     return p
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    """Call the verb's module."""
+    from .paths import course_dir
+
+    course = course_dir(args.course)
+    if args.verb == "data":
+        from . import data
+
+        return data.main(args.root, args.mirror, args.require, args.download, course=course)
+    if args.verb == "clean":
+        from . import clean
+
+        return clean.main(course)
+    if args.verb == "release":
+        from . import release
+
+        return release.main(args.assignments, course)
+    if args.verb == "validate":
+        from . import validate
+
+        return validate.main(args.assignments, course)
+    if args.verb == "autograde":
+        from . import autograde
+
+        return autograde.main(args.assignment, args.student, course, args.workers, args.force)
+    if args.verb == "report":
+        from . import report
+
+        return report.main(args.assignment, course)
+    if args.verb == "benchmark":
+        from . import benchmark
+
+        if args.grading is not None:
+            return benchmark.grading_main(args.grading, course, args.workers)
+        return benchmark.main(args.seeds, course)
+    from . import demo
+
+    return demo.main(course, args.workers)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``grader`` console script."""
     args = parser().parse_args(argv)
-    if args.verb == "data":
-        from . import data
-
-        return data.main(args.root, args.mirror, args.require, args.download)
-    if args.verb == "clean":
-        from . import clean
-
-        return clean.main()
-    if args.verb == "release":
-        from . import release
-
-        return release.main(args.assignments)
-    if args.verb == "validate":
-        from . import validate
-
-        return validate.main(args.assignments)
-    if args.verb == "autograde":
-        from . import autograde
-
-        return autograde.main(args.assignment, args.student)
-    if args.verb == "benchmark":
-        from . import benchmark
-
-        return benchmark.main(args.seeds)
-    from . import demo
-
-    return demo.main()
+    try:
+        return dispatch(args)
+    except CourseError as exc:
+        print(f"grader: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

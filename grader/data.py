@@ -179,9 +179,11 @@ def main(
     require: bool = False,
     fetch: bool = False,
     log: Callable[[str], None] = print,
+    course: Path | None = None,
 ) -> int:
     """``grader data``: stage both datasets (downloading what the mirror lacks if asked), say what happened."""
-    root, mirror = Path(root or default_data_root()).resolve(), Path(mirror or default_mirror()).resolve()
+    course = course or Path.cwd()
+    root, mirror = Path(root or default_data_root(course)).resolve(), Path(mirror or default_mirror(course)).resolve()
     try:
         status = stage(root, mirror, require=require and not fetch)
         if fetch:

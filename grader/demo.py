@@ -12,14 +12,15 @@ import shutil
 from pathlib import Path
 from typing import Callable, Sequence
 
-from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.api import MissingEntry
 
-from . import notebooks
-from .autograde import Result, autograde, course_id, format_table, gradebook_url
+from . import gradebook, notebooks, report
+from .autograde import autograde, format_table
 from .data import DatasetError, stage
 from .misconceptions import MISCONCEPTIONS, Misconception
 from .paths import REPO, default_data_root, default_mirror, lessons, release_notebook, source_notebook
 from .release import generate, write_readme
+from .worker import Result
 
 REFERENCE, BLANK, BROKEN = "reference", "blank", "broken-notebook"
 BROKEN_TEXT = '{"cells": [ this is not a notebook\n'
@@ -128,9 +129,9 @@ def mismatches(result: Result, expected: dict[str, float] | None) -> list[str]:
 
 def forget(course_dir: Path, assignment: str, student_ids: Sequence[str]) -> None:
     """Remove earlier demo submissions from the gradebook so the lesson can be re-recorded."""
-    if not (course_dir / "gradebook.db").is_file():
+    if gradebook.db_url(course_dir).startswith("sqlite") and not (course_dir / "gradebook.db").is_file():
         return
-    with Gradebook(gradebook_url(course_dir), course_id(course_dir)) as gb:
+    with gradebook.open_course(course_dir) as gb:
         for student in student_ids:
             try:
                 gb.remove_submission(assignment, student)
@@ -138,35 +139,42 @@ def forget(course_dir: Path, assignment: str, student_ids: Sequence[str]) -> Non
                 pass
 
 
-def grade_class(course_dir: Path, data_root: Path, assignments: Sequence[str] | None = None) -> dict[str, list[Result]]:
-    """Regenerate release/, build and autograde the demo class of every lesson in ``course_dir``."""
+def grade_class(
+    course_dir: Path,
+    data_root: Path,
+    assignments: Sequence[str] | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict[str, list[Result]]:
+    """Regenerate release/, build and autograde (in parallel) the demo class of every lesson in ``course_dir``."""
     graded = {}
     for assignment in assignments or lessons(course_dir):
         generate(assignment, course_dir)
         ids = build(course_dir, assignment)
         forget(course_dir, assignment, ids)
-        graded[assignment] = autograde(course_dir, assignment, ids, data_root)
+        graded[assignment] = autograde(course_dir, assignment, ids, data_root, workers, force=True, progress=progress)
     return graded
 
 
-def main(log: Callable[[str], None] = print) -> int:
-    """``grader demo``: grade the demo class in the repo and compare with the expected scores."""
-    root = default_data_root()
+def main(course: Path = REPO, workers: int | None = None, log: Callable[[str], None] = print) -> int:
+    """``grader demo``: grade the demo class of the course, compare with the expected scores, report."""
+    root = default_data_root(course)
     try:
-        stage(root, default_mirror(), require=True)
+        stage(root, default_mirror(course), require=True)
     except DatasetError as exc:
         log(str(exc))
         return 1
     status = 0
-    graded = grade_class(REPO, root)
-    write_readme(REPO)
+    graded = grade_class(course, root, workers=workers)
+    write_readme(course)
     for assignment, results in graded.items():
         log(f"== {assignment}")
         log(format_table(results))
         about = {m.student: f" ({m.description})" for m in misconceptions_for(assignment)}
         for result in results:
-            problems = mismatches(result, expected_scores(assignment, result.student))
+            problems = mismatches(result, expected_scores(assignment, result.student, course))
             verdict = "as expected" if not problems else "MISMATCH " + "; ".join(problems)
             log(f"{result.student}{about.get(result.student, '')}: {verdict}")
             status |= bool(problems)
+        log(report.write(course, assignment).summary())
     return status

@@ -20,14 +20,33 @@ MIRROR_ENV = "PYTORCH_COURSE_MIRROR"
 """Environment variable naming the offline folder of IDX ``.gz`` files."""
 
 
-def default_data_root() -> Path:
-    """The data root: $PYTORCH_COURSE_DATA, else REPO/data."""
-    return Path(os.environ.get(DATA_ENV) or REPO / "data").resolve()
+class CourseError(RuntimeError):
+    """The folder a verb was asked to act on is not an nbgrader course directory."""
 
 
-def default_mirror() -> Path:
-    """The offline dataset mirror: $PYTORCH_COURSE_MIRROR, else REPO/../shared/datasets."""
-    return Path(os.environ.get(MIRROR_ENV) or REPO.parent / "shared" / "datasets").resolve()
+def course_dir(given: Path | str | None = None) -> Path:
+    """The course directory a verb acts on: ``given`` (``--course``), else the working directory.
+
+    Like nbgrader, the grader acts on the course it is run in, never on the folder the
+    package is installed from. A course directory holds ``nbgrader_config.py`` or ``source/``.
+    """
+    course = Path(given or os.getcwd()).resolve()
+    if not ((course / "nbgrader_config.py").is_file() or (course / "source").is_dir()):
+        raise CourseError(
+            f"{course} is not an nbgrader course directory (no nbgrader_config.py or source/): "
+            "run the grader inside the course, or pass --course DIR"
+        )
+    return course
+
+
+def default_data_root(course: Path = REPO) -> Path:
+    """The data root: $PYTORCH_COURSE_DATA, else ``<course>/data``."""
+    return Path(os.environ.get(DATA_ENV) or Path(course) / "data").resolve()
+
+
+def default_mirror(course: Path = REPO) -> Path:
+    """The offline dataset mirror: $PYTORCH_COURSE_MIRROR, else ``<course>/../shared/datasets``."""
+    return Path(os.environ.get(MIRROR_ENV) or Path(course).parent / "shared" / "datasets").resolve()
 
 
 def lessons(course_dir: Path = REPO) -> list[str]:

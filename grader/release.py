@@ -39,11 +39,11 @@ def run_nbgrader(args: list[str], cwd: Path, timeout: float = NBGRADER_TIMEOUT) 
     return log
 
 
-def generate_to(assignment: str, course_dir: Path, out_dir: Path, gradebook: Path | None = None) -> Path:
+def generate_to(assignment: str, course_dir: Path, out_dir: Path, gradebook: Path | str | None = None) -> Path:
     """Generate ``release/<assignment>/`` of ``course_dir`` into ``out_dir`` (replaced).
 
-    With ``gradebook``, nbgrader records the assignment's cells in that SQLite file, which
-    ``nbgrader autograde`` needs; otherwise the throwaway gradebook is discarded.
+    With ``gradebook`` (a SQLite file, or a database URL), nbgrader records the assignment's
+    cells there, which ``nbgrader autograde`` needs; otherwise the throwaway gradebook is discarded.
     """
     config = course_dir / "nbgrader_config.py"
     with tempfile.TemporaryDirectory(prefix="grader-release-") as tmp:
@@ -52,7 +52,8 @@ def generate_to(assignment: str, course_dir: Path, out_dir: Path, gradebook: Pat
         shutil.copy(config if config.is_file() else CONFIG, course / "nbgrader_config.py")
         args = ["generate_assignment", assignment, "--force"]
         if gradebook is not None:
-            args.append(f"--CourseDirectory.db_url=sqlite:///{Path(gradebook).resolve()}")
+            url = gradebook if "://" in str(gradebook) else f"sqlite:///{Path(gradebook).resolve()}"
+            args.append(f"--CourseDirectory.db_url={url}")
         run_nbgrader(args, cwd=course)
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -65,10 +66,10 @@ def generate(assignment: str, course_dir: Path = REPO) -> Path:
     return generate_to(assignment, course_dir, course_dir / "release" / assignment)
 
 
-def record(assignment: str, course_dir: Path = REPO) -> None:
-    """Record the assignment's cells in ``<course_dir>/gradebook.db`` (as generate_assignment does)."""
+def record(assignment: str, course_dir: Path, db_url: str) -> None:
+    """Record the assignment's cells in the course gradebook ``db_url`` (as generate_assignment does)."""
     with tempfile.TemporaryDirectory(prefix="grader-record-") as tmp:
-        generate_to(assignment, course_dir, Path(tmp) / assignment, gradebook=course_dir / "gradebook.db")
+        generate_to(assignment, course_dir, Path(tmp) / assignment, gradebook=db_url)
 
 
 def without_ids(nb: NotebookNode) -> NotebookNode:
@@ -209,26 +210,26 @@ def leaks(assignment: str, course_dir: Path = REPO) -> list[str]:
     return found
 
 
-def main(assignments: list[str] | None = None, log: Callable[[str], None] = print) -> int:
-    """``grader release``: regenerate release/ for the given (default: all) lessons."""
+def main(assignments: list[str] | None = None, course: Path = REPO, log: Callable[[str], None] = print) -> int:
+    """``grader release``: regenerate the course's release/ for the given (default: all) lessons."""
     status = 0
-    names = assignments or lessons()
+    names = assignments or lessons(course)
     if not names:
         log("no lessons found under source/")
         return 1
     for name in names:
-        if name not in lessons():
+        if name not in lessons(course):
             log(f"{name}: no source/{name}/{name}.ipynb")
             status = 1
             continue
         try:
-            out = generate(name)
+            out = generate(name, course)
         except ReleaseError as exc:
             log(str(exc))
             status = 1
             continue
-        problems = leaks(name)
-        log(f"{name}: wrote {out.relative_to(REPO)}/" + (f"; LEAKS: {problems}" if problems else ""))
+        problems = leaks(name, course)
+        log(f"{name}: wrote {out.relative_to(course)}/" + (f"; LEAKS: {problems}" if problems else ""))
         status |= bool(problems)
-    log(f"wrote {write_readme().relative_to(REPO)}")
+    log(f"wrote {write_readme(course).relative_to(course)}")
     return status

@@ -149,18 +149,18 @@ def check_release(nb_path: Path, data_root: Path | None = None) -> Check:
     return Check(run, release_problems(run))
 
 
-def main(assignments: list[str] | None = None, log: Callable[[str], None] = print) -> int:
+def main(assignments: list[str] | None = None, course: Path = REPO, log: Callable[[str], None] = print) -> int:
     """``grader validate``: the source passes and the release fails, per lesson, with timings."""
-    root = default_data_root()
-    stage(root, default_mirror())
+    root = default_data_root(course)
+    stage(root, default_mirror(course))
     status = 0
-    for name in assignments or lessons():
-        if name not in lessons():
+    for name in assignments or lessons(course):
+        if name not in lessons(course):
             log(f"{name}: no source/{name}/{name}.ipynb")
             status = 1
             continue
         for label, check in (("source", check_source), ("release", check_release)):
-            path = (source_notebook if label == "source" else release_notebook)(name, REPO)
+            path = (source_notebook if label == "source" else release_notebook)(name, course)
             result = check(path, root)
             verdict = "ok" if not result.problems else "PROBLEMS"
             log(f"{name} {label}: {verdict} ({result.seconds:.1f} s)")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from grader import data, demo, paths
-from grader.autograde import Result
+from grader.worker import Result
 
 LESSONS = paths.lessons()
 REQUIRE_CUDA = "PYTORCH_COURSE_REQUIRE_CUDA"
@@ -46,10 +46,16 @@ def data_root() -> Path:
 
 
 @pytest.fixture(scope="session")
-def graded_demo_class(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> dict[str, dict[str, Result]]:
-    """lesson -> student -> Result: the demo class built and autograded once in a throwaway course dir."""
+def demo_course(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A throwaway course directory with the lessons' sources and the course config."""
     course = tmp_path_factory.mktemp("course")
     shutil.copytree(paths.SOURCE, course / "source", ignore=shutil.ignore_patterns(*paths.SCRATCH))
     shutil.copy(paths.CONFIG, course / "nbgrader_config.py")
-    graded = demo.grade_class(course, data_root)
+    return course
+
+
+@pytest.fixture(scope="session")
+def graded_demo_class(demo_course: Path, data_root: Path) -> dict[str, dict[str, Result]]:
+    """lesson -> student -> Result: the demo class built and autograded once, in parallel (one worker per core)."""
+    graded = demo.grade_class(demo_course, data_root)
     return {lesson: {r.student: r for r in results} for lesson, results in graded.items()}

@@ -1,0 +1,122 @@
+"""The course's gradebook, through nbgrader's own API: the single record of grades.
+
+The coordinator merges each worker's result here the way ``nbgrader autograde`` updates its
+rows: update or create the student and the submission, set auto scores and auto comments,
+never touch a manual score or an instructor's comment, never delete a submission.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+import warnings
+from datetime import timedelta
+from pathlib import Path
+
+from nbgrader.api import Gradebook, MissingEntry
+from sqlalchemy.exc import SAWarning
+from traitlets.config.loader import PyFileConfigLoader
+
+from .release import generate_to, record
+from .worker import Result
+
+
+def course_config(course_dir: Path):
+    """The course's ``nbgrader_config.py`` as a traitlets Config (empty when there is none)."""
+    if not (Path(course_dir) / "nbgrader_config.py").is_file():
+        from traitlets.config import Config
+
+        return Config()
+    return PyFileConfigLoader("nbgrader_config.py", path=str(course_dir)).load_config()
+
+
+def course_id(course_dir: Path) -> str:
+    """``c.CourseDirectory.course_id`` of the course."""
+    return course_config(course_dir).CourseDirectory.get("course_id", "default_course")
+
+
+def db_url(course_dir: Path) -> str:
+    """``c.CourseDirectory.db_url`` of the course, else its SQLite ``gradebook.db``."""
+    return course_config(course_dir).CourseDirectory.get("db_url") or f"sqlite:///{(Path(course_dir) / 'gradebook.db').resolve()}"
+
+
+def open_course(course_dir: Path) -> Gradebook:
+    """The course's gradebook (use as a context manager)."""
+    return Gradebook(db_url(course_dir), course_id(course_dir))
+
+
+def record_assignment(course_dir: Path, assignment: str) -> bytes:
+    """Record the assignment in the course gradebook from ``source/`` (as generate_assignment does)
+    and return a private SQLite gradebook holding only the assignment: cells, checksums, due date.
+
+    The two nbgrader runs go side by side.
+    """
+    with tempfile.TemporaryDirectory(prefix="grader-template-") as tmp, ThreadPoolExecutor(2) as pool:
+        path = Path(tmp) / "gradebook.db"
+        recorded = pool.submit(record, assignment, course_dir, db_url(course_dir))
+        generate_to(assignment, course_dir, Path(tmp) / "release", gradebook=path)
+        recorded.result()
+        with open_course(course_dir) as course:
+            duedate = course.find_assignment(assignment).duedate
+        with Gradebook(f"sqlite:///{path}", course_id(course_dir)) as gb:
+            gb.update_or_create_assignment(assignment, duedate=duedate)
+        return path.read_bytes()
+
+
+def extensions(course_dir: Path, assignment: str) -> dict[str, timedelta]:
+    """student -> extension granted on the assignment in the course gradebook."""
+    with open_course(course_dir) as gb:
+        try:
+            found = gb.find_assignment(assignment)
+        except MissingEntry:
+            return {}
+        return {s.student.id: s.extension for s in found.submissions if s.extension is not None}
+
+
+def has_submission(course_dir: Path, assignment: str, student: str) -> bool:
+    """Whether the course gradebook holds a submission of ``student`` for ``assignment``."""
+    with open_course(course_dir) as gb:
+        try:
+            gb.find_submission(assignment, student)
+        except MissingEntry:
+            return False
+        return True
+
+
+def merge(course_dir: Path, result: Result) -> None:
+    """Merge one worker result into the course gradebook, as nbgrader's autograde would.
+
+    A failed submission keeps its row but all its auto scores are cleared, so it shows as needing
+    manual grading (what nbgrader records for a notebook it could not execute).
+    """
+    with open_course(course_dir) as gb, warnings.catch_warnings():
+        # nbgrader's add_submission trips SQLAlchemy 2's autoflush warnings; the rows are written.
+        warnings.simplefilter("ignore", SAWarning)
+        gb.update_or_create_student(result.student)
+        extra = {"timestamp": result.timestamp} if result.timestamp else {}
+        submission = gb.update_or_create_submission(result.assignment, result.student, **extra)
+        for notebook in submission.notebooks:
+            graded = result.notebooks.get(notebook.name)
+            notebook.late_submission_penalty = graded.late_penalty if graded else None
+            for grade in notebook.grades:
+                auto = graded.scores.get(grade.name) if graded else None
+                grade.auto_score = auto
+                # nbgrader's SaveAutoGrades rule: a manual grade, or no auto score, needs review.
+                grade.needs_manual_grade = grade.manual_score is not None or auto is None
+            for comment in notebook.comments:
+                comment.auto_comment = graded.comments.get(comment.name) if graded else None
+        gb.db.commit()
+
+
+def scores(course_dir: Path, assignment: str, student: str) -> dict[str, float | None]:
+    """grade_id -> score as nbgrader counts it (manual over auto; None while it needs grading)."""
+    with open_course(course_dir) as gb:
+        try:
+            submission = gb.find_submission(assignment, student)
+        except MissingEntry:
+            return {}
+        return {
+            grade.name: None if grade.needs_manual_grade and grade.manual_score is None else float(grade.score)
+            for notebook in submission.notebooks
+            for grade in notebook.grades
+        }

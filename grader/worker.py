@@ -1,0 +1,348 @@
+"""Grade one submission, alone, in a throwaway course directory, through a declared list of steps.
+
+``grade(submission, assignment, settings)`` is a plain function of picklable values: it needs no
+shared file system, no global state and no access to the course's gradebook, so the same function
+runs in a local process pool and on a Dask worker. It builds a private course directory holding
+only the assignment's source files, the course config, a private gradebook with the assignment
+recorded (due date included) and this one submission; runs real ``nbgrader autograde`` there; and
+returns what nbgrader recorded (per-cell scores, comments, timestamp, late penalty) with the
+autograded files. The coordinator (``grader.autograde``) alone writes the course's gradebook.
+
+The work is the list ``STEPS``: each step is a small function of the ``Context``. A step that
+finds the submission ungradable raises ``SubmissionError``; the loop stops there and the result
+carries the reason. New steps (repairing a notebook, a sandbox, a judge) slot into the list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Callable
+
+GRADING_VERSION = "1"
+"""Part of every assignment digest: bump it when a change to the steps changes grades."""
+EXCEPTION_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception|Exit)): (.+)$")
+GENERIC = ("There was an error processing", "Please see the the above traceback", "Did you mean")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+STARTUP = '''\
+# Written by the grader: runs in the kernel before the notebook. Seeds every generator and
+# gives the kernel its share of the cores.
+import os as _os, random as _random
+_random.seed({seed})
+try:
+    import numpy as _np
+    _np.random.seed({seed})
+except ImportError:
+    pass
+try:
+    import torch as _torch
+    _torch.manual_seed({seed})  # seeds CUDA too, where present
+    _torch.set_num_threads({threads})
+except ImportError:
+    pass
+del _os, _random
+'''
+
+
+class SubmissionError(Exception):
+    """This submission cannot be graded; the message says why, in one line."""
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """What every worker needs to grade one assignment, as plain bytes."""
+
+    name: str
+    files: dict[str, bytes]
+    """``source/<name>/`` as relative path -> content."""
+    config: bytes
+    """The course's ``nbgrader_config.py``."""
+    gradebook: bytes
+    """A private SQLite gradebook with the assignment recorded and its due date."""
+    course_id: str
+
+    @property
+    def digest(self) -> str:
+        """Content hash of the tests, the config and the grading steps."""
+        return digest({**self.files, "nbgrader_config.py": self.config, "GRADING_VERSION": GRADING_VERSION.encode()})
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One student's submitted folder for one assignment."""
+
+    student: str
+    files: dict[str, bytes]
+    """``submitted/<student>/<assignment>/`` as relative path -> content (timestamp.txt included)."""
+    extension: timedelta | None = None
+    """The extension the course gradebook grants this student (counted for late penalties)."""
+
+    @property
+    def digest(self) -> str:
+        return digest(self.files)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How to run the kernel: its share of the cores, limits, seed and data."""
+
+    threads: int = 1
+    """Threads of the kernel (OpenMP, MKL, torch intra-op)."""
+    cell_timeout: float = 180
+    """Per-cell limit (``c.Execute.timeout``), already scaled to ``threads``."""
+    submission_timeout: float = 1800
+    """Limit for the whole nbgrader run of one submission."""
+    seed: int = 0
+    env: dict[str, str] = field(default_factory=dict)
+    """Extra environment for nbgrader and the kernel (the data root, for instance)."""
+
+
+@dataclass
+class NotebookGrades:
+    """What nbgrader recorded for one notebook of a submission."""
+
+    scores: dict[str, float | None] = field(default_factory=dict)
+    """grade_id -> auto score (None: nbgrader could not score it; needs manual grading)."""
+    max_scores: dict[str, float] = field(default_factory=dict)
+    comments: dict[str, str | None] = field(default_factory=dict)
+    """grade_id -> auto comment of answer cells."""
+    late_penalty: float | None = None
+
+
+@dataclass
+class Result:
+    """One student's grade for one assignment, as the worker returns it."""
+
+    student: str
+    assignment: str
+    digest: str = ""
+    """Digest of the submission and the assignment it was graded against (for resuming)."""
+    notebooks: dict[str, NotebookGrades] = field(default_factory=dict)
+    timestamp: str | None = None
+    """Submission time nbgrader read from timestamp.txt (ISO 8601, UTC)."""
+    files: dict[str, bytes] = field(default_factory=dict)
+    """``autograded/<student>/<assignment>/`` as relative path -> content."""
+    error: str | None = None
+    seconds: float = 0.0
+    attempts: int = 1
+    log: str = ""
+
+    @property
+    def scores(self) -> dict[str, float | None]:
+        """grade_id -> score over all notebooks, in notebook order."""
+        return {gid: s for nb in self.notebooks.values() for gid, s in nb.scores.items()}
+
+    @property
+    def max_scores(self) -> dict[str, float]:
+        return {gid: s for nb in self.notebooks.values() for gid, s in nb.max_scores.items()}
+
+    @property
+    def total(self) -> float | None:
+        return None if self.error else sum(s or 0.0 for s in self.scores.values())
+
+    @property
+    def max_total(self) -> float:
+        return sum(self.max_scores.values())
+
+
+@dataclass
+class Context:
+    """What the steps share while grading one submission."""
+
+    submission: Submission
+    assignment: Assignment
+    settings: Settings
+    course: Path
+    result: Result
+
+    @property
+    def db_url(self) -> str:
+        return f"sqlite:///{self.course / 'gradebook.db'}"
+
+    @property
+    def submitted(self) -> Path:
+        return self.course / "submitted" / self.submission.student / self.assignment.name
+
+    @property
+    def autograded(self) -> Path:
+        return self.course / "autograded" / self.submission.student / self.assignment.name
+
+
+def digest(files: dict[str, bytes]) -> str:
+    """sha256 over sorted (path, content) pairs."""
+    h = hashlib.sha256()
+    for name in sorted(files):
+        h.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    return h.hexdigest()
+
+
+def read_tree(folder: Path, skip: Callable[[Path], bool] = lambda p: False) -> dict[str, bytes]:
+    """Every file under ``folder`` as relative POSIX path -> bytes."""
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not skip(p.relative_to(folder))
+    }
+
+
+def write_tree(folder: Path, files: dict[str, bytes]) -> None:
+    """Write ``files`` under ``folder``, refusing paths that leave it."""
+    root = folder.resolve()
+    for name, content in files.items():
+        path = (root / name).resolve()
+        if root not in path.parents:
+            raise SubmissionError(f"file {name!r} would be written outside its folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+
+
+def nbgrader_reason(log: str, returncode: int) -> str:
+    """One line saying why nbgrader failed, taken from its log."""
+    exceptions = [m.group(1).split(".")[-1] + ": " + m.group(2) for m in map(EXCEPTION_LINE.match, log.splitlines()) if m]
+    if exceptions:
+        return exceptions[-1][:200]
+    errors = [line.split("]", 1)[-1].strip() for line in log.splitlines() if "| ERROR]" in line]
+    errors = [e for e in errors if not e.startswith(GENERIC)]
+    return (errors[-1] if errors else f"nbgrader exited with code {returncode}")[:200]
+
+
+# --- the steps -------------------------------------------------------------------------------
+
+
+def write_course(ctx: Context) -> None:
+    """The private course: source files, config, gradebook (student and extension), submission."""
+    a, s = ctx.assignment, ctx.submission
+    write_tree(ctx.course / "source" / a.name, a.files)
+    (ctx.course / "nbgrader_config.py").write_bytes(a.config)
+    (ctx.course / "gradebook.db").write_bytes(a.gradebook)
+    write_tree(ctx.submitted, s.files)
+    from nbgrader.api import Gradebook
+
+    with Gradebook(ctx.db_url, a.course_id) as gb:
+        gb.update_or_create_student(s.student)
+        if s.extension is not None:
+            gb.update_or_create_submission(a.name, s.student, extension=s.extension)
+
+
+def prepare_kernel(ctx: Context) -> None:
+    """An IPython startup file that seeds Python, NumPy and torch and sets the kernel's threads."""
+    startup = ctx.course / ".ipython" / "profile_default" / "startup" / "00-grader.py"
+    startup.parent.mkdir(parents=True)
+    startup.write_text(STARTUP.format(seed=ctx.settings.seed, threads=ctx.settings.threads))
+
+
+def kernel_env(ctx: Context) -> dict[str, str]:
+    """Environment of nbgrader and its kernel: threads, seeds, startup file, extra settings."""
+    threads = str(ctx.settings.threads)
+    env = {**os.environ, **ctx.settings.env, **dict.fromkeys(THREAD_VARIABLES, threads)}
+    env["IPYTHONDIR"] = str(ctx.course / ".ipython")
+    env["PYTHONHASHSEED"] = str(ctx.settings.seed)
+    # nbgrader's Gradebook runs ``alembic``: this interpreter's bin dir must be on PATH.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+def die_with_parent() -> None:
+    """In the child, before exec: be killed when the worker dies (Linux), so nothing outlives it."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def execute(ctx: Context) -> None:
+    """Run ``nbgrader autograde`` for the one student, in its own session, within the time limit."""
+    cmd = [
+        sys.executable, "-m", "nbgrader", "autograde", ctx.assignment.name,
+        "--student", ctx.submission.student, "--force",
+        f"--Execute.timeout={int(ctx.settings.cell_timeout)}",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=ctx.course, env=kernel_env(ctx), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, text=True, errors="replace", start_new_session=True,
+        preexec_fn=die_with_parent if sys.platform == "linux" else None,
+    )  # fmt: skip
+    try:
+        log, _ = proc.communicate(timeout=ctx.settings.submission_timeout)
+    except subprocess.TimeoutExpired:
+        log = ""
+        raise SubmissionError(f"timed out after {ctx.settings.submission_timeout:g} s")
+    finally:
+        # The whole session goes: nbgrader, its kernel, and anything the kernel left running.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    ctx.result.log = log[-20000:]
+    if proc.returncode != 0:
+        raise SubmissionError(nbgrader_reason(log, proc.returncode))
+
+
+def read_grades(ctx: Context) -> None:
+    """Per-cell auto scores, comments, timestamp and late penalty, from the private gradebook."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(ctx.db_url, ctx.assignment.course_id) as gb:
+        try:
+            submission = gb.find_submission(ctx.assignment.name, ctx.submission.student)
+        except MissingEntry:
+            raise SubmissionError("nbgrader recorded no submission")
+        ctx.result.timestamp = submission.timestamp.isoformat() if submission.timestamp else None
+        for nb in submission.notebooks:
+            grades = NotebookGrades(late_penalty=nb.late_submission_penalty)
+            for grade in nb.grades:
+                grades.scores[grade.name] = None if grade.auto_score is None else float(grade.auto_score)
+                grades.max_scores[grade.name] = float(grade.max_score)
+            for comment in nb.comments:
+                grades.comments[comment.name] = comment.auto_comment
+            ctx.result.notebooks[nb.name] = grades
+
+
+def collect_autograded(ctx: Context) -> None:
+    """The autograded folder (executed notebooks and the files they wrote), as bytes."""
+    if not ctx.autograded.is_dir():
+        raise SubmissionError("nbgrader wrote no autograded folder")
+    ctx.result.files = read_tree(ctx.autograded)
+
+
+Step = Callable[[Context], None]
+STEPS: tuple[Step, ...] = (write_course, prepare_kernel, execute, read_grades, collect_autograded)
+"""The per-submission work, in order."""
+
+
+def grade(submission: Submission, assignment: Assignment, settings: Settings, steps: tuple[Step, ...] = STEPS) -> Result:
+    """Grade one submission in a throwaway course directory; never raises for a bad submission."""
+    start = time.perf_counter()
+    result = Result(submission.student, assignment.name, digest=digest_of(submission, assignment))
+    with tempfile.TemporaryDirectory(prefix=f"grader-{assignment.name}-") as tmp:
+        ctx = Context(submission, assignment, settings, Path(tmp), result)
+        for step in steps:
+            try:
+                step(ctx)
+            except SubmissionError as exc:
+                result.error = str(exc) or type(exc).__name__
+                break
+            except Exception as exc:  # a fault of the grader on this submission: report it, never stop the batch
+                result.error = f"grader step {step.__name__} failed: {type(exc).__name__}: {exc}"[:300]
+                break
+    if result.error:
+        result.notebooks, result.files = {}, {}
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def digest_of(submission: Submission, assignment: Assignment) -> str:
+    """The digest a result is filed under: the submission's and the assignment's together."""
+    return hashlib.sha256(f"{submission.digest}:{assignment.digest}".encode()).hexdigest()

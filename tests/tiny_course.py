@@ -1,0 +1,118 @@
+"""A tiny nbgrader course built in code, for the grader's own tests (seconds per submission).
+
+Assignment ``tiny``: two answers (``add``, ``scale``) and their test cells (2 + 1 points), each
+with a visible assert and a hidden one. Assignment ``dice``: one test cell whose score is a random
+number (nbgrader gives partial credit for a numeric result), so only a grader that seeds every
+generator before the notebook runs gives the same score twice.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from grader import paths
+from grader.notebooks import KERNELSPEC
+
+HIDDEN_ADD = 'assert add(-7, 7) == 0, "add must handle negative numbers"'
+HIDDEN_SCALE = 'assert scale(0.25) == 0.5, "scale must work on floats"'
+
+
+def meta(grade_id: str, *, solution: bool = False, grade: bool = False, points: float = 0) -> dict:
+    nbg = {"grade_id": grade_id, "solution": solution, "grade": grade, "locked": not solution, "schema_version": 3}
+    if grade:
+        nbg["points"] = points
+    return {"nbgrader": nbg}
+
+
+def tiny_notebook():
+    cells = [
+        new_markdown_cell("# Tiny\nWrite `add` and `scale`."),
+        new_code_cell(
+            "def add(a, b):\n    ### BEGIN SOLUTION\n    return a + b\n    ### END SOLUTION", metadata=meta("add", solution=True)
+        ),
+        new_code_cell(
+            "# add returns the sum of its arguments\n"
+            'assert add(1, 2) == 3, "add(1, 2) should be 3"\n'
+            f"### BEGIN HIDDEN TESTS\n{HIDDEN_ADD}\n### END HIDDEN TESTS",
+            metadata=meta("test_add", grade=True, points=2),
+        ),
+        new_code_cell(
+            "def scale(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION",
+            metadata=meta("scale", solution=True),
+        ),
+        new_code_cell(
+            "# scale doubles its argument\n"
+            'assert scale(3) == 6, "scale(3) should be 6"\n'
+            f"### BEGIN HIDDEN TESTS\n{HIDDEN_SCALE}\n### END HIDDEN TESTS",
+            metadata=meta("test_scale", grade=True, points=1),
+        ),
+    ]
+    return new_notebook(cells=cells, metadata={"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}})
+
+
+def dice_notebook():
+    cells = [
+        new_code_cell("x = 1\n### BEGIN SOLUTION\nx = 2\n### END SOLUTION", metadata=meta("answer", solution=True)),
+        new_code_cell(
+            "# a score drawn from every generator: the same twice only when each is seeded\n"
+            "import random, numpy, torch\n"
+            "round((random.random() + numpy.random.rand() + torch.rand(1).item() + hash('grader') % 997 / 997) / 4 * 10, 6)",
+            metadata=meta("test_dice", grade=True, points=10),
+        ),
+    ]
+    return new_notebook(cells=cells, metadata={"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}})
+
+
+SOURCES = {"tiny": tiny_notebook, "dice": dice_notebook}
+
+
+def make_course(root: Path) -> Path:
+    """A course directory with the tiny and dice assignments in source/ and the course's config."""
+    for name, build in SOURCES.items():
+        path = root / "source" / name / f"{name}.ipynb"
+        path.parent.mkdir(parents=True)
+        nbformat.write(build(), str(path))
+    shutil.copy(paths.CONFIG, root / "nbgrader_config.py")
+    return root
+
+
+def submit(course: Path, student: str, assignment: str, nb_or_text, timestamp: str | None = None) -> Path:
+    """Write a submission: a notebook (or raw text, for a broken one) and optionally timestamp.txt."""
+    path = course / "submitted" / student / assignment / f"{assignment}.ipynb"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(nb_or_text, str):
+        path.write_text(nb_or_text)
+    else:
+        nbformat.write(nb_or_text, str(path))
+    if timestamp:
+        (path.parent / "timestamp.txt").write_text(timestamp)
+    return path
+
+
+def answered(add_body: str = "return a + b", scale_body: str = "return 2 * x"):
+    """The tiny notebook with the given function bodies as the student's answers."""
+    nb = tiny_notebook()
+    nb.cells[1].source = f"def add(a, b):\n    {add_body}"
+    nb.cells[3].source = f"def scale(x):\n    {scale_body}"
+    return nb
+
+
+CLASS = {
+    # student: (notebook builder, expected scores or None when grading must fail)
+    "correct": (lambda: answered(), {"test_add": 2.0, "test_scale": 1.0}),
+    "positives-only": (lambda: answered(add_body="return abs(a) + abs(b)"), {"test_add": 0.0, "test_scale": 1.0}),
+    "ints-only": (lambda: answered(scale_body="return int(2 * x)"), {"test_add": 2.0, "test_scale": 0.0}),
+    "blank": (lambda: answered("raise NotImplementedError()", "raise NotImplementedError()"), {"test_add": 0.0, "test_scale": 0.0}),
+    "broken": (lambda: '{"cells": [ not json', None),
+}
+
+
+def submit_class(course: Path, students=CLASS) -> dict:
+    """Submit the tiny class; return student -> expected scores (None: must be an error)."""
+    for student, (build, _) in students.items():
+        submit(course, student, "tiny", build())
+    return {s: expected for s, (_, expected) in students.items()}

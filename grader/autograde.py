@@ -54,9 +54,9 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def settings_for(course_dir: Path, workers: int, data_root: Path | None, seed: int = 0) -> Settings:
+def settings_for(course_dir: Path, workers: int, data_root: Path | None, seed: int = 0, threads: int | None = None) -> Settings:
     """Each kernel gets its share of the cores; the time limits grow as its share shrinks."""
-    threads = max(1, cores() // workers)
+    threads = threads or max(1, cores() // workers)
     scale = max(1.0, cores() / threads)
     base = gradebook.course_config(course_dir).Execute.get("timeout", CELL_TIMEOUT)
     env = {DATA_ENV: str(data_root)} if data_root else {}
@@ -288,21 +288,49 @@ def autograde(
     force: bool = False,
     executor: Executor | None = None,
     progress: bool = True,
+    scheduler: str | None = None,
+    worker_mirror: str | None = None,
 ) -> list[Result]:
     """Autograde the students of ``<course_dir>/submitted/`` (or the given ones); results in student order.
 
     The assignment is first recorded in the course gradebook from ``source/`` (what
-    ``nbgrader generate_assignment`` does), so grading uses the current tests.
+    ``nbgrader generate_assignment`` does), so grading uses the current tests. Work goes to
+    ``executor``, else a Dask cluster (``scheduler``: an address, or ``local``), else a local pool.
     """
     course_dir = Path(course_dir).resolve()
     workers = workers or cores()
+    if scheduler and executor is None:
+        from .cluster import dask_executor
+
+        mirror = default_mirror(course_dir)
+        with dask_executor(scheduler, workers, mirror, worker_mirror) as (dask, slots):
+            local = scheduler == "local"
+            return grade_class(
+                course_dir, assignment, students, data_root if local and not mirror.is_dir() else None,
+                slots, force, dask, progress, threads=max(1, cores() // slots) if local else 1,
+            )  # fmt: skip
+    return grade_class(course_dir, assignment, students, data_root, workers, force, executor, progress)
+
+
+def grade_class(
+    course_dir: Path,
+    assignment: str,
+    students: Iterable[str] | None,
+    data_root: Path | None,
+    workers: int,
+    force: bool,
+    executor: Executor | None,
+    progress: bool,
+    threads: int | None = None,
+) -> list[Result]:
+    """The coordinator's loop over one executor (see ``autograde``)."""
     url = gradebook.db_url(course_dir)
     try:
         packed = load_assignment(course_dir, assignment)
     except ReleaseError as exc:
         raise AutogradeError(f"cannot record {assignment} in {url}: {exc}") from exc
     order = list(notebooks.graded_points(notebooks.read(source_notebook(assignment, course_dir))))
-    settings = settings_for(course_dir, workers, data_root)
+    settings = settings_for(course_dir, workers, data_root, threads=threads)
     extensions = gradebook.extensions(course_dir, assignment)
     ids = student_folders(course_dir, students)
     results: dict[str, Result] = {}
@@ -365,6 +393,8 @@ def main(
     course: Path | None = None,
     workers: int | None = None,
     force: bool = False,
+    scheduler: str | None = None,
+    worker_mirror: str | None = None,
     log: Callable[[str], None] = print,
 ) -> int:
     """``grader autograde``: grade the course's submitted/ folder, print the table, write the report."""
@@ -374,7 +404,7 @@ def main(
     root = default_data_root(course_dir)
     stage(root, default_mirror(course_dir))
     try:
-        results = autograde(course_dir, assignment, students, root, workers, force)
+        results = autograde(course_dir, assignment, students, root, workers, force, scheduler=scheduler, worker_mirror=worker_mirror)
     except AutogradeError as exc:
         log(str(exc))
         return 1

@@ -33,6 +33,14 @@ def parser() -> argparse.ArgumentParser:
     autograde.add_argument("--student", action="append", metavar="ID", help="only this student (repeatable)")
     autograde.add_argument("--workers", type=int, metavar="N", help="submissions graded at once (default: the machine's cores)")
     autograde.add_argument("--force", action="store_true", help="regrade every student, even those graded and unchanged")
+    autograde.add_argument(
+        "--scheduler", metavar="ADDRESS",
+        help="grade on a Dask cluster: its scheduler (tcp://HOST:PORT), or 'local' for a LocalCluster of --workers",
+    )  # fmt: skip
+    autograde.add_argument(
+        "--worker-mirror", metavar="PATH",
+        help="with --scheduler: the dataset mirror as a path on the workers (default: ship the course's mirror)",
+    )  # fmt: skip
     report = verbs.add_parser("report", parents=[course], help="class report (CSV, table, plots, HTML) and feedback")
     report.add_argument("assignment", metavar="ASSIGNMENT")
     demo = verbs.add_parser("demo", parents=[course], help="build and grade the demo class, compare with the expected scores")
@@ -71,7 +79,9 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.verb == "autograde":
         from . import autograde
 
-        return autograde.main(args.assignment, args.student, course, args.workers, args.force)
+        return autograde.main(
+            args.assignment, args.student, course, args.workers, args.force, args.scheduler, args.worker_mirror
+        )
     if args.verb == "report":
         from . import report
 

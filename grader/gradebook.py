@@ -7,14 +7,19 @@ never touch a manual score or an instructor's comment, never delete a submission
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import tempfile
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 import warnings
 from datetime import timedelta
 from pathlib import Path
+from typing import Iterator
 
 from nbgrader.api import Gradebook, MissingEntry
 from sqlalchemy.exc import SAWarning
+from sqlalchemy.pool import NullPool
 from traitlets.config.loader import PyFileConfigLoader
 
 from .release import generate_to, record
@@ -45,6 +50,12 @@ def open_course(course_dir: Path) -> Gradebook:
     return Gradebook(db_url(course_dir), course_id(course_dir))
 
 
+def locked_record(assignment: str, course_dir: Path) -> None:
+    """``record`` while holding the course's writer lock."""
+    with writing(course_dir):
+        record(assignment, course_dir, db_url(course_dir))
+
+
 def record_assignment(course_dir: Path, assignment: str) -> bytes:
     """Record the assignment in the course gradebook from ``source/`` (as generate_assignment does)
     and return a private SQLite gradebook holding only the assignment: cells, checksums, due date.
@@ -53,7 +64,7 @@ def record_assignment(course_dir: Path, assignment: str) -> bytes:
     """
     with tempfile.TemporaryDirectory(prefix="grader-template-") as tmp, ThreadPoolExecutor(2) as pool:
         path = Path(tmp) / "gradebook.db"
-        recorded = pool.submit(record, assignment, course_dir, db_url(course_dir))
+        recorded = pool.submit(locked_record, assignment, course_dir)
         generate_to(assignment, course_dir, Path(tmp) / "release", gradebook=path)
         recorded.result()
         with open_course(course_dir) as course:
@@ -83,12 +94,51 @@ def has_submission(course_dir: Path, assignment: str, student: str) -> bool:
         return True
 
 
+@contextmanager
+def writing(course_dir: Path) -> Iterator[None]:
+    """Hold the course's writer lock: one coordinator writes the gradebook at a time.
+
+    On PostgreSQL a session advisory lock (coordinators on several machines), on SQLite an
+    exclusive lock on ``gradebook.db.lock`` beside the database (nbgrader warns against
+    concurrent SQLite writers).
+    """
+    url = db_url(course_dir)
+    if url.startswith("sqlite"):
+        path = Path(url.split("sqlite:///", 1)[-1] + ".lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+        return
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url, poolclass=NullPool)
+    key = int.from_bytes(hashlib.sha256(course_id(course_dir).encode()).digest()[:8], "big", signed=True)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+    finally:
+        engine.dispose()
+
+
 def merge(course_dir: Path, result: Result) -> None:
     """Merge one worker result into the course gradebook, as nbgrader's autograde would.
 
     A failed submission keeps its row but all its auto scores are cleared, so it shows as needing
     manual grading (what nbgrader records for a notebook it could not execute).
     """
+    with writing(course_dir):
+        _merge(course_dir, result)
+
+
+def _merge(course_dir: Path, result: Result) -> None:
     with open_course(course_dir) as gb, warnings.catch_warnings():
         # nbgrader's add_submission trips SQLAlchemy 2's autoflush warnings; the rows are written.
         warnings.simplefilter("ignore", SAWarning)

@@ -267,6 +267,8 @@ def execute(ctx: Context) -> None:
         sys.executable, "-m", "nbgrader", "autograde", ctx.assignment.name,
         "--student", ctx.submission.student, "--force",
         f"--Execute.timeout={int(ctx.settings.cell_timeout)}",
+        # The private course and gradebook, whatever the course's config names.
+        f"--CourseDirectory.root={ctx.course}", f"--CourseDirectory.db_url={ctx.db_url}",
     ]  # fmt: skip
     proc = subprocess.Popen(
         cmd, cwd=ctx.course, env=kernel_env(ctx), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

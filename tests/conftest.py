@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from grader import data, demo, paths
+from tiny_course import make_course, submit_class
+
+from grader import autograde, data, demo, paths
 from grader.worker import Result
 
 LESSONS = paths.lessons()
@@ -59,3 +61,12 @@ def graded_demo_class(demo_course: Path, data_root: Path) -> dict[str, dict[str,
     """lesson -> student -> Result: the demo class built and autograded once, in parallel (one worker per core)."""
     graded = demo.grade_class(demo_course, data_root)
     return {lesson: {r.student: r for r in results} for lesson, results in graded.items()}
+
+
+@pytest.fixture(scope="session")
+def graded_tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, list]:
+    """The tiny class (tests/tiny_course.py) graded by the local pool, two workers: course, expected, results."""
+    course = make_course(tmp_path_factory.mktemp("tiny"))
+    expected = submit_class(course)
+    results = autograde.autograde(course, "tiny", workers=2, progress=False)
+    return course, expected, results

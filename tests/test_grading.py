@@ -17,7 +17,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from tiny_course import CLASS, answered, make_course, submit, submit_class
+from commands import grader, nbgrader
+from tiny_course import CLASS, answered, killer, make_course, submit, submit_class
 
 from grader import autograde, gradebook
 from grader.paths import tool_env
@@ -26,26 +27,8 @@ from grader.worker import Submission, digest
 TINY = "tiny"
 
 
-def grader(*args: str, cwd: Path, **kw) -> subprocess.CompletedProcess:
-    """``grader ARGS`` as an instructor runs it, from ``cwd``."""
-    return subprocess.run([sys.executable, "-m", "grader", *args], cwd=cwd, env=tool_env(), capture_output=True, text=True, **kw)
-
-
-def nbgrader(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=cwd, env=tool_env(), capture_output=True, text=True)
-
-
 def class_scores(course: Path, students) -> dict[str, dict[str, float | None]]:
     return {s: gradebook.scores(course, TINY, s) for s in students}
-
-
-@pytest.fixture(scope="module")
-def graded_tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, list]:
-    """The tiny class graded by the pool, two workers."""
-    course = make_course(tmp_path_factory.mktemp("tiny"))
-    expected = submit_class(course)
-    results = autograde.autograde(course, TINY, workers=2, progress=False)
-    return course, expected, results
 
 
 def test_pool_gives_each_student_the_expected_scores(graded_tiny) -> None:
@@ -110,7 +93,8 @@ def test_report_csv_table_png_and_html_agree_with_the_gradebook(graded_tiny) -> 
 
 def test_names_feedback_shows_failures_but_never_hidden_test_code(graded_tiny) -> None:
     from grader import report
-    from tiny_course import HIDDEN_ADD, HIDDEN_SCALE
+    from commands import grader, nbgrader
+from tiny_course import HIDDEN_ADD, HIDDEN_SCALE
 
     course, expected, _ = graded_tiny
     written = report.write(course, TINY)
@@ -174,7 +158,8 @@ def test_resume_after_the_coordinator_is_killed(tmp_path: Path) -> None:
 
 
 def test_three_grades_of_one_submission_are_identical(tmp_path: Path) -> None:
-    from tiny_course import dice_notebook
+    from commands import grader, nbgrader
+from tiny_course import dice_notebook
 
     course = make_course(tmp_path / "course")
 
@@ -186,23 +171,6 @@ def test_three_grades_of_one_submission_are_identical(tmp_path: Path) -> None:
         scores.append(result.scores["test_dice"])
     assert 0 < scores[0] < 10, "the dice cell scores a random number: partial credit"
     assert scores == [scores[0]] * 3, f"three grades differ: {scores}"
-
-
-KILL_WORKER = """
-import os, pathlib, signal
-_marker = pathlib.Path({marker!r})
-if {always} or not _marker.exists():
-    _marker.write_text("killed")
-    _nbgrader = os.getppid()  # the kernel's parent is nbgrader; nbgrader's parent is the worker
-    _worker = int(open(f"/proc/{{_nbgrader}}/stat").read().rsplit(")", 1)[1].split()[1])
-    os.kill(_worker, signal.SIGKILL)
-"""
-
-
-def killer(marker: Path, always: bool):
-    nb = answered()
-    nb.cells[1].source += "\n" + KILL_WORKER.format(marker=str(marker), always=always)
-    return nb
 
 
 def test_a_dead_worker_costs_a_retry_never_the_batch(tmp_path: Path) -> None:

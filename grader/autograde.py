@@ -302,11 +302,11 @@ def autograde(
     if scheduler and executor is None:
         from .cluster import dask_executor
 
-        mirror = default_mirror(course_dir)
+        local = scheduler == "local"  # on this machine: the workers use the data staged here
+        mirror = None if local else default_mirror(course_dir)
         with dask_executor(scheduler, workers, mirror, worker_mirror) as (dask, slots):
-            local = scheduler == "local"
             return grade_class(
-                course_dir, assignment, students, data_root if local and not mirror.is_dir() else None,
+                course_dir, assignment, students, data_root if local else None,
                 slots, force, dask, progress, threads=max(1, cores() // slots) if local else 1,
             )  # fmt: skip
     return grade_class(course_dir, assignment, students, data_root, workers, force, executor, progress)

@@ -234,3 +234,62 @@ def grading_main(assignments: list[str], course: Path, workers: int | None = Non
     log(f"  grading overhead of the pool over bare execution: {(pool_s - bare_s) / bare_s:+.1%}")
     log(f"  scores identical, sequential nbgrader vs pool: {identical}")
     return 0 if identical else 1
+
+
+# --- the cluster: LocalCluster vs the pool, and the coordinator's own cost -----------------------
+
+TRIVIAL = "trivial"
+
+
+def trivial_course(into: Path, submissions: int) -> list[str]:
+    """A course with a one-cell assignment and ``submissions`` identical correct submissions."""
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    meta = {"nbgrader": {"grade_id": "test_true", "grade": True, "solution": False, "locked": True, "points": 1, "schema_version": 3}}
+    nb = new_notebook(cells=[new_code_cell("assert True", metadata=meta)], metadata={"kernelspec": notebooks.KERNELSPEC})
+    notebooks.write(nb, into / "source" / TRIVIAL / f"{TRIVIAL}.ipynb")
+    (into / "nbgrader_config.py").write_text('c = get_config()\nc.CourseDirectory.course_id = "trivial"\n')
+    students = [f"student-{i:03d}" for i in range(submissions)]
+    for student in students:
+        notebooks.write(nb, into / "submitted" / student / TRIVIAL / f"{TRIVIAL}.ipynb")
+    return students
+
+
+def self_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cluster_main(assignment: str, course: Path, workers: int = 2, trivial: int = 48, log: Callable[[str], None] = print) -> int:
+    """``grader benchmark --cluster``: a LocalCluster against the pool; the coordinator's cost per submission."""
+    from . import gradebook
+    from .autograde import autograde
+
+    root = default_data_root(course)
+    stage(root, default_mirror(course), require=True)
+    walls, scores = {}, {}
+    with tempfile.TemporaryDirectory(prefix="grader-bench-") as tmp:
+        for mode, scheduler in (("pool", None), ("LocalCluster", "local")):
+            where = Path(tmp) / mode
+            students = demo_course(course, where, assignment)
+            start = time.perf_counter()
+            autograde(where, assignment, students, root, workers, force=True, progress=False, scheduler=scheduler)
+            walls[mode] = time.perf_counter() - start
+            scores[mode] = {s: gradebook.scores(where, assignment, s) for s in students}
+    log(f"== {assignment} demo class ({len(scores['pool'])} submissions), {workers} workers")
+    for mode, seconds in walls.items():
+        log(f"  {mode:<14} {seconds:7.1f} s")
+    log(f"  LocalCluster / pool: {walls['LocalCluster'] / walls['pool']:.2f}; scores identical: {scores['pool'] == scores['LocalCluster']}")
+    with tempfile.TemporaryDirectory(prefix="grader-bench-") as tmp:
+        students = trivial_course(Path(tmp), trivial)
+        cpu, start = self_cpu(), time.perf_counter()
+        results = autograde(Path(tmp), TRIVIAL, students, None, 8, force=True, progress=False, scheduler="local")
+        wall, cpu = time.perf_counter() - start, self_cpu() - cpu
+    per = cpu / len(results)
+    log(f"== coordinator cost: {len(results)} one-cell submissions on a LocalCluster of 8 single-threaded workers")
+    log(f"  wall {wall:.1f} s; coordinator CPU {cpu:.1f} s = {per * 1000:.0f} ms per submission")
+    log(f"  one coordinator can drive about {3600 / per:,.0f} submissions per hour")
+    log(f"  errors: {sum(bool(r.error) for r in results)}")
+    return 0 if scores["pool"] == scores["LocalCluster"] else 1

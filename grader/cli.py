@@ -51,7 +51,11 @@ def parser() -> argparse.ArgumentParser:
         "--grading", nargs="*", metavar="ASSIGNMENT",
         help="instead: grade the demo class three ways (sequential nbgrader, the pool, bare nbclient) and compare",
     )  # fmt: skip
-    benchmark.add_argument("--workers", type=int, metavar="N", help="parallelism of --grading (default: the machine's cores)")
+    benchmark.add_argument(
+        "--cluster", metavar="ASSIGNMENT",
+        help="instead: its demo class on a Dask LocalCluster vs the pool, and the coordinator's cost per submission",
+    )  # fmt: skip
+    benchmark.add_argument("--workers", type=int, metavar="N", help="parallelism of --grading/--cluster (default: the machine's cores)")
     return p
 
 
@@ -91,6 +95,8 @@ def dispatch(args: argparse.Namespace) -> int:
 
         if args.grading is not None:
             return benchmark.grading_main(args.grading, course, args.workers)
+        if args.cluster:
+            return benchmark.cluster_main(args.cluster, course, args.workers or 2)
         return benchmark.main(args.seeds, course)
     from . import demo
 

@@ -23,9 +23,8 @@ from typing import Callable
 from nbgrader.api import MissingEntry
 
 from . import gradebook, notebooks
-from .paths import course_dir as find_course
+from .paths import course_dir as find_course, source_notebook
 from .release import run_nbgrader, secret_lines
-from .paths import source_notebook
 
 EXPORT_COLUMNS = (
     "assignment", "duedate", "timestamp", "student_id", "last_name", "first_name", "email",
@@ -262,13 +261,11 @@ def first_comment(cell) -> str:
     return first.lstrip("#").strip() if first.startswith("#") else ""
 
 
-def names_feedback(course_dir: Path, assignment: str, student: str, row: dict) -> Path | None:
+def names_feedback(course_dir: Path, assignment: str, student: str, row: dict, source) -> Path:
     """The ``names`` feedback page of one student: every check, its points and failure message."""
-    autograded = autograded_notebook(course_dir, student, assignment)
-    source = notebooks.read(source_notebook(assignment, course_dir))
     _, hidden, visible = secret_lines(source)
     hidden -= visible
-    messages = failure_messages(autograded)
+    messages = failure_messages(autograded_notebook(course_dir, student, assignment))
     e = html.escape
     rows = []
     for gid, cell in notebooks.cells_by_grade_id(source).items():
@@ -303,7 +300,8 @@ def write_feedback(course_dir: Path, assignment: str, rows: list[dict]) -> list[
         run_nbgrader(["generate_feedback", assignment, "--force"], cwd=course_dir)
         found = [course_dir / "feedback" / r["student_id"] / assignment / f"{assignment}.html" for r in graded]
         return [p for p in found if p.is_file()]
-    return [p for r in graded if (p := names_feedback(course_dir, assignment, r["student_id"], r))]
+    source = notebooks.read(source_notebook(assignment, course_dir))
+    return [names_feedback(course_dir, assignment, r["student_id"], r, source) for r in graded]
 
 
 def write(course_dir: Path, assignment: str) -> Report:

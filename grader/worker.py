@@ -32,6 +32,8 @@ GRADING_VERSION = "1"
 """Part of every assignment digest: bump it when a change to the steps changes grades."""
 EXCEPTION_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception|Exit)): (.+)$")
 GENERIC = ("There was an error processing", "Please see the the above traceback", "Did you mean")
+SECRET = re.compile(r"PASSW|SECRET|TOKEN|DB_URL|PGPASS|CREDENTIAL|_KEY$", re.IGNORECASE)
+"""Environment variables the coordinator's or worker's environment may hold that student code must not see."""
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 STARTUP = '''\
 # Written by the grader: runs in the kernel before the notebook. Seeds every generator and
@@ -241,9 +243,10 @@ def prepare_kernel(ctx: Context) -> None:
 
 
 def kernel_env(ctx: Context) -> dict[str, str]:
-    """Environment of nbgrader and its kernel: threads, seeds, startup file, extra settings."""
+    """Environment of nbgrader and its kernel: threads, seeds, startup file, extra settings; no secrets."""
     threads = str(ctx.settings.threads)
-    env = {**os.environ, **ctx.settings.env, **dict.fromkeys(THREAD_VARIABLES, threads)}
+    inherited = {k: v for k, v in os.environ.items() if not SECRET.search(k)}
+    env = {**inherited, **ctx.settings.env, **dict.fromkeys(THREAD_VARIABLES, threads)}
     env["IPYTHONDIR"] = str(ctx.course / ".ipython")
     env["PYTHONHASHSEED"] = str(ctx.settings.seed)
     # nbgrader's Gradebook runs ``alembic``: this interpreter's bin dir must be on PATH.

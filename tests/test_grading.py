@@ -256,3 +256,15 @@ def test_the_worker_is_a_plain_function_of_picklable_values(tmp_path: Path) -> N
     assert digest({"a": b"1"}) != digest({"a": b"2"})
     assert settings.threads == max(1, autograde.cores() // 2)
     shutil.rmtree(course)
+
+
+def test_student_kernels_never_see_secrets_from_the_graders_environment(monkeypatch, tmp_path: Path) -> None:
+    from grader.worker import Assignment, Context, Result, Settings, kernel_env
+
+    monkeypatch.setenv("NBGRADER_DB_URL", "postgresql+psycopg://grader:hunter2@db/course")
+    monkeypatch.setenv("PGPASSWORD", "hunter2")
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    ctx = Context(Submission("s", {}), Assignment(TINY, {}, b"", b"", "course"), Settings(threads=3), tmp_path, Result("s", TINY))
+    env = kernel_env(ctx)
+    assert "hunter2" not in " ".join(env.values())
+    assert env["LANG"] == "C.UTF-8" and env["OMP_NUM_THREADS"] == "3" and env["PYTHONHASHSEED"] == "0"

@@ -172,6 +172,7 @@ class LocalPool:
 @dataclass
 class Task:
     submission: Submission
+    assignment: Assignment
     attempts: int = 0
     suspect: bool = False
     """A worker died while it ran: retry it with nothing else in flight."""
@@ -181,7 +182,6 @@ class Task:
 
 def run(
     tasks: list[Task],
-    assignment: Assignment,
     settings: Settings,
     executor: Executor | LocalPool,
     slots: int,
@@ -197,7 +197,7 @@ def run(
                 break  # a suspect runs alone, so a worker it kills takes nobody else
             task = queue.popleft()
             task.attempts += 1
-            running[executor.submit(grade, task.submission, assignment, settings)] = task
+            running[executor.submit(grade, task.submission, task.assignment, settings)] = task
             if task.suspect:
                 break
         on_start(len(running))
@@ -213,7 +213,7 @@ def run(
                 if task.kills >= MAX_KILLS:
                     why = f"{type(exc).__name__}: {exc}".strip(": ")[:200]
                     on_result(
-                        Result(task.submission.student, assignment.name, digest_of(task.submission, assignment),
+                        Result(task.submission.student, task.assignment.name, digest_of(task.submission, task.assignment),
                                error=f"its grading killed the worker {task.kills} times ({why})",
                                attempts=task.attempts)
                     )  # fmt: skip
@@ -297,6 +297,23 @@ def autograde(
     ``nbgrader generate_assignment`` does), so grading uses the current tests. Work goes to
     ``executor``, else a Dask cluster (``scheduler``: an address, or ``local``), else a local pool.
     """
+    graded = autograde_many(course_dir, [assignment], students, data_root, workers, force, executor, progress, scheduler, worker_mirror)
+    return graded[assignment]
+
+
+def autograde_many(
+    course_dir: Path,
+    assignments: list[str],
+    students: Iterable[str] | None = None,
+    data_root: Path | None = None,
+    workers: int | None = None,
+    force: bool = False,
+    executor: Executor | None = None,
+    progress: bool = True,
+    scheduler: str | None = None,
+    worker_mirror: str | None = None,
+) -> dict[str, list[Result]]:
+    """``autograde`` for several assignments in one batch (one pool, no idle tail between them)."""
     course_dir = Path(course_dir).resolve()
     workers = workers or cores()
     if scheduler and executor is None:
@@ -305,16 +322,40 @@ def autograde(
         local = scheduler == "local"  # on this machine: the workers use the data staged here
         mirror = None if local else default_mirror(course_dir)
         with dask_executor(scheduler, workers, mirror, worker_mirror) as (dask, slots):
-            return grade_class(
-                course_dir, assignment, students, data_root if local else None,
+            return grade_batch(
+                course_dir, assignments, students, data_root if local else None,
                 slots, force, dask, progress, threads=max(1, cores() // slots) if local else 1,
             )  # fmt: skip
-    return grade_class(course_dir, assignment, students, data_root, workers, force, executor, progress)
+    return grade_batch(course_dir, assignments, students, data_root, workers, force, executor, progress)
 
 
-def grade_class(
+def plan(course_dir: Path, assignment: str, students: Iterable[str] | None, force: bool) -> tuple[dict[str, Result], list[Task]]:
+    """Record and pack one assignment; the results already filed (or unsubmittable) and the tasks left."""
+    try:
+        packed = load_assignment(course_dir, assignment)
+    except ReleaseError as exc:
+        raise AutogradeError(f"cannot record {assignment} in {gradebook.db_url(course_dir)}: {exc}") from exc
+    extensions = gradebook.extensions(course_dir, assignment)
+    results: dict[str, Result] = {}
+    tasks: list[Task] = []
+    for student in student_folders(course_dir, students):
+        try:
+            submission = load_submission(course_dir, assignment, student, extensions)
+        except SubmissionError as exc:  # nothing submitted: not recorded; reported when asked for
+            if students:
+                results[student] = Result(student, assignment, error=str(exc))
+            continue
+        filed = None if force else read_ledger(course_dir, assignment, student)
+        if filed and filed.digest == digest_of(submission, packed) and gradebook.has_submission(course_dir, assignment, student):
+            results[student] = filed
+        else:
+            tasks.append(Task(submission, packed))
+    return results, tasks
+
+
+def grade_batch(
     course_dir: Path,
-    assignment: str,
+    assignments: list[str],
     students: Iterable[str] | None,
     data_root: Path | None,
     workers: int,
@@ -322,49 +363,37 @@ def grade_class(
     executor: Executor | None,
     progress: bool,
     threads: int | None = None,
-) -> list[Result]:
+) -> dict[str, list[Result]]:
     """The coordinator's loop over one executor (see ``autograde``)."""
-    url = gradebook.db_url(course_dir)
-    try:
-        packed = load_assignment(course_dir, assignment)
-    except ReleaseError as exc:
-        raise AutogradeError(f"cannot record {assignment} in {url}: {exc}") from exc
-    order = list(notebooks.graded_points(notebooks.read(source_notebook(assignment, course_dir))))
     settings = settings_for(course_dir, workers, data_root, threads=threads)
-    extensions = gradebook.extensions(course_dir, assignment)
-    ids = student_folders(course_dir, students)
-    results: dict[str, Result] = {}
+    results: dict[str, dict[str, Result]] = {}
+    order: dict[str, list[str]] = {}
     tasks: list[Task] = []
-    for student in ids:
-        try:
-            submission = load_submission(course_dir, assignment, student, extensions)
-        except SubmissionError as exc:  # nothing submitted: reported, not recorded as a submission
-            results[student] = Result(student, assignment, error=str(exc))
-            continue
-        filed = None if force else read_ledger(course_dir, assignment, student)
-        if filed and filed.digest == digest_of(submission, assignment=packed) and gradebook.has_submission(course_dir, assignment, student):
-            results[student] = filed
-        else:
-            tasks.append(Task(submission))
-    bar = Progress(len(tasks), assignment) if progress else None
-    if progress and len(tasks) < len(ids):
-        print(f"{assignment}: {len(ids) - len(tasks)} of {len(ids)} already graded (unchanged); grading {len(tasks)}", file=sys.stderr)
+    for assignment in assignments:
+        results[assignment], todo = plan(course_dir, assignment, students, force)
+        order[assignment] = list(notebooks.graded_points(notebooks.read(source_notebook(assignment, course_dir))))
+        tasks += todo
+        if progress and results[assignment] and not force:
+            n = len(results[assignment]) + len(todo)
+            print(f"{assignment}: {n - len(todo)} of {n} already graded (unchanged); grading {len(todo)}", file=sys.stderr)
+    bar = Progress(len(tasks), "+".join(assignments)) if progress else None
 
     def on_result(result: Result) -> None:
-        results[result.student] = ordered(result, order)
+        results[result.assignment][result.student] = ordered(result, order[result.assignment])
         file_result(course_dir, result)
         if bar:
             bar.finished(result, f" (attempt {result.attempts})" if result.attempts > 1 else "")
 
     pool = executor or LocalPool(workers)
     try:
-        run(tasks, packed, settings, pool, workers, on_result, bar.in_flight if bar else lambda n: None)
+        run(tasks, settings, pool, workers, on_result, bar.in_flight if bar else lambda n: None)
     finally:
         if bar:
             bar.close()
         if executor is None:
             pool.shutdown()
-    return [results[s] for s in ids]
+    ids = student_folders(course_dir, students)
+    return {a: [results[a][s] for s in ids if s in results[a]] for a in assignments}  # student order
 
 
 def fmt(x: float | None) -> str:
@@ -388,7 +417,7 @@ def format_table(results: list[Result]) -> str:
 
 
 def main(
-    assignment: str,
+    assignments: list[str],
     students: list[str] | None = None,
     course: Path | None = None,
     workers: int | None = None,
@@ -397,20 +426,22 @@ def main(
     worker_mirror: str | None = None,
     log: Callable[[str], None] = print,
 ) -> int:
-    """``grader autograde``: grade the course's submitted/ folder, print the table, write the report."""
+    """``grader autograde``: grade the course's submitted/ folder, print the tables, write the reports."""
     from . import report
 
     course_dir = find_course(course)
     root = default_data_root(course_dir)
     stage(root, default_mirror(course_dir))
     try:
-        results = autograde(course_dir, assignment, students, root, workers, force, scheduler=scheduler, worker_mirror=worker_mirror)
+        graded = autograde_many(course_dir, assignments, students, root, workers, force, scheduler=scheduler, worker_mirror=worker_mirror)
     except AutogradeError as exc:
         log(str(exc))
         return 1
-    if not results:
+    if not any(graded.values()):
         log(f"no student folders in {course_dir / 'submitted'}")
         return 1
-    log(format_table(results))
-    log(report.write(course_dir, assignment).summary())
-    return int(any(r.error for r in results))
+    for assignment, results in graded.items():
+        log(f"== {assignment}")
+        log(format_table(results))
+        log(report.write(course_dir, assignment).summary())
+    return int(any(r.error for results in graded.values() for r in results))

@@ -29,7 +29,7 @@ def parser() -> argparse.ArgumentParser:
     validate = verbs.add_parser("validate", parents=[course], help="source passes, release fails as it should; timings")
     validate.add_argument("assignments", nargs="*", metavar="ASSIGNMENT")
     autograde = verbs.add_parser("autograde", parents=[course], help="grade submitted/ in parallel, then write the report")
-    autograde.add_argument("assignment", metavar="ASSIGNMENT")
+    autograde.add_argument("assignments", nargs="+", metavar="ASSIGNMENT", help="one or more, graded in one batch")
     autograde.add_argument("--student", action="append", metavar="ID", help="only this student (repeatable)")
     autograde.add_argument("--workers", type=int, metavar="N", help="submissions graded at once (default: the machine's cores)")
     autograde.add_argument("--force", action="store_true", help="regrade every student, even those graded and unchanged")
@@ -84,7 +84,7 @@ def dispatch(args: argparse.Namespace) -> int:
         from . import autograde
 
         return autograde.main(
-            args.assignment, args.student, course, args.workers, args.force, args.scheduler, args.worker_mirror
+            args.assignments, args.student, course, args.workers, args.force, args.scheduler, args.worker_mirror
         )
     if args.verb == "report":
         from . import report

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 from nbgrader.api import MissingEntry
 
 from . import gradebook, notebooks, report
-from .autograde import autograde, format_table
+from .autograde import autograde_many, format_table
 from .data import DatasetError, stage
 from .misconceptions import MISCONCEPTIONS, Misconception
 from .paths import REPO, default_data_root, default_mirror, lessons, release_notebook, source_notebook
@@ -146,14 +146,15 @@ def grade_class(
     workers: int | None = None,
     progress: bool = True,
 ) -> dict[str, list[Result]]:
-    """Regenerate release/, build and autograde (in parallel) the demo class of every lesson in ``course_dir``."""
-    graded = {}
+    """Regenerate release/, build and autograde the demo classes of every lesson in ``course_dir``, in one parallel batch."""
+    ids = {}
     for assignment in assignments or lessons(course_dir):
         generate(assignment, course_dir)
-        ids = build(course_dir, assignment)
-        forget(course_dir, assignment, ids)
-        graded[assignment] = autograde(course_dir, assignment, ids, data_root, workers, force=True, progress=progress)
-    return graded
+        ids[assignment] = build(course_dir, assignment)
+        forget(course_dir, assignment, ids[assignment])
+    students = list(dict.fromkeys(s for group in ids.values() for s in group))
+    graded = autograde_many(course_dir, list(ids), students, data_root, workers, force=True, progress=progress)
+    return {a: [r for r in results if r.student in ids[a]] for a, results in graded.items()}
 
 
 def main(course: Path = REPO, workers: int | None = None, log: Callable[[str], None] = print) -> int:

@@ -8,7 +8,6 @@ import dataclasses
 import html
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +15,6 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from commands import grader, nbgrader
 from tiny_course import CLASS, answered, killer, make_course, submit, submit_class
 
@@ -92,9 +90,9 @@ def test_report_csv_table_png_and_html_agree_with_the_gradebook(graded_tiny) -> 
 
 
 def test_names_feedback_shows_failures_but_never_hidden_test_code(graded_tiny) -> None:
+    from tiny_course import HIDDEN_ADD, HIDDEN_SCALE
+
     from grader import report
-    from commands import grader, nbgrader
-from tiny_course import HIDDEN_ADD, HIDDEN_SCALE
 
     course, expected, _ = graded_tiny
     written = report.write(course, TINY)
@@ -158,17 +156,15 @@ def test_resume_after_the_coordinator_is_killed(tmp_path: Path) -> None:
 
 
 def test_three_grades_of_one_submission_are_identical(tmp_path: Path) -> None:
-    from commands import grader, nbgrader
-from tiny_course import dice_notebook
+    from tiny_course import dice_notebook
 
     course = make_course(tmp_path / "course")
-
-    submit(course, "student", "dice", dice_notebook())
-    scores = []
-    for _ in range(3):
-        (result,) = autograde.autograde(course, "dice", workers=1, force=True, progress=False)
-        assert result.error is None, result.error
-        scores.append(result.scores["test_dice"])
+    copies = ["first", "second", "third"]
+    for student in copies:  # the same submission three times, graded side by side
+        submit(course, student, "dice", dice_notebook())
+    results = autograde.autograde(course, "dice", workers=2, progress=False)
+    assert [r.error for r in results] == [None] * 3, [r.error for r in results]
+    scores = [r.scores["test_dice"] for r in results]
     assert 0 < scores[0] < 10, "the dice cell scores a random number: partial credit"
     assert scores == [scores[0]] * 3, f"three grades differ: {scores}"
 
@@ -239,14 +235,10 @@ def test_the_grader_acts_on_the_course_it_is_run_in(tmp_path: Path) -> None:
     assert elsewhere.returncode == 2 and "not an nbgrader course directory" in elsewhere.stderr
 
 
-def test_the_worker_is_a_plain_function_of_picklable_values(tmp_path: Path) -> None:
+def test_the_worker_is_a_plain_function_of_picklable_values(graded_tiny) -> None:
     import pickle
 
-    from grader.release import record
-
-    course = make_course(tmp_path / "course")
-
-    record(TINY, course, gradebook.db_url(course))
+    course, _, _ = graded_tiny
     packed = autograde.load_assignment(course, TINY)
     submission = Submission("s", {"tiny.ipynb": b"{}"})
     settings = autograde.settings_for(course, 2, None)
@@ -255,7 +247,6 @@ def test_the_worker_is_a_plain_function_of_picklable_values(tmp_path: Path) -> N
     assert changed.digest != packed.digest, "a change to the assignment's tests changes its digest"
     assert digest({"a": b"1"}) != digest({"a": b"2"})
     assert settings.threads == max(1, autograde.cores() // 2)
-    shutil.rmtree(course)
 
 
 def test_student_kernels_never_see_secrets_from_the_graders_environment(monkeypatch, tmp_path: Path) -> None:

@@ -240,6 +240,7 @@ class Progress:
     def __init__(self, total: int, label: str, stream=None):
         self.stream = stream or sys.stderr
         self.total, self.done, self.label, self.start = total, 0, label, time.perf_counter()
+        self.flight = 0
         self.bar = None
         if self.stream.isatty():
             from tqdm import tqdm
@@ -247,6 +248,7 @@ class Progress:
             self.bar = tqdm(total=total, desc=label, unit="sub", file=self.stream, dynamic_ncols=True)
 
     def in_flight(self, n: int) -> None:
+        self.flight = n
         if self.bar is not None:
             self.bar.set_postfix_str(f"in flight {n}")
 
@@ -260,7 +262,8 @@ class Progress:
         else:
             elapsed = time.perf_counter() - self.start
             eta = elapsed / self.done * (self.total - self.done)
-            print(f"[{self.label} {self.done}/{self.total} {elapsed:.0f}s eta {eta:.0f}s] {line}", file=self.stream, flush=True)
+            where = f"{self.label} {self.done}/{self.total}, {max(0, self.flight - 1)} in flight, {elapsed:.0f} s, eta {eta:.0f} s"
+            print(f"[{where}] {line}", file=self.stream, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -282,26 +282,9 @@ def ordered(result: Result, order: list[str]) -> Result:
     return result
 
 
-def autograde(
-    course_dir: Path,
-    assignment: str,
-    students: Iterable[str] | None = None,
-    data_root: Path | None = None,
-    workers: int | None = None,
-    force: bool = False,
-    executor: Executor | None = None,
-    progress: bool = True,
-    scheduler: str | None = None,
-    worker_mirror: str | None = None,
-) -> list[Result]:
-    """Autograde the students of ``<course_dir>/submitted/`` (or the given ones); results in student order.
-
-    The assignment is first recorded in the course gradebook from ``source/`` (what
-    ``nbgrader generate_assignment`` does), so grading uses the current tests. Work goes to
-    ``executor``, else a Dask cluster (``scheduler``: an address, or ``local``), else a local pool.
-    """
-    graded = autograde_many(course_dir, [assignment], students, data_root, workers, force, executor, progress, scheduler, worker_mirror)
-    return graded[assignment]
+def autograde(course_dir: Path, assignment: str, *args, **kwargs) -> list[Result]:
+    """``autograde_many`` for one assignment: its results, in student order."""
+    return autograde_many(course_dir, [assignment], *args, **kwargs)[assignment]
 
 
 def autograde_many(
@@ -316,7 +299,12 @@ def autograde_many(
     scheduler: str | None = None,
     worker_mirror: str | None = None,
 ) -> dict[str, list[Result]]:
-    """``autograde`` for several assignments in one batch (one pool, no idle tail between them)."""
+    """Autograde the students of ``<course_dir>/submitted/`` (or the given ones) for each assignment, in one batch.
+
+    Each assignment is first recorded in the course gradebook from ``source/`` (what
+    ``nbgrader generate_assignment`` does), so grading uses the current tests. Work goes to
+    ``executor``, else a Dask cluster (``scheduler``: an address, or ``local``), else a local pool.
+    """
     course_dir = Path(course_dir).resolve()
     workers = workers or cores()
     if scheduler and executor is None:

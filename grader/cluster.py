@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import dask
 from distributed import Client, LocalCluster, WorkerPlugin
 
 from .paths import DATA_ENV
@@ -56,7 +57,9 @@ def dask_executor(scheduler: str, workers: int, mirror: Path | None, worker_mirr
     """(executor, slots) on a Dask cluster: ``scheduler`` is an address, or ``local`` for a LocalCluster."""
     cluster = None
     if scheduler == LOCAL:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None)
+        # Non-daemonic workers may fork nbgrader from the worker's fork server (see README).
+        with dask.config.set({"distributed.worker.daemon": False}):
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None)
         scheduler = cluster.scheduler_address
     client = Client(scheduler)
     try:

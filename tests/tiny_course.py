@@ -123,9 +123,12 @@ import os, pathlib, signal
 _marker = pathlib.Path({marker!r})
 if {always} or not _marker.exists():
     _marker.write_text("killed")
-    _nbgrader = os.getppid()  # the kernel's parent is nbgrader; nbgrader's parent is the worker
-    _worker = int(open(f"/proc/{{_nbgrader}}/stat").read().rsplit(")", 1)[1].split()[1])
-    os.kill(_worker, signal.SIGKILL)
+    # The worker is the nearest ancestor started by multiprocessing's spawn (a pool or Dask worker);
+    # nbgrader and the fork server between it and this kernel are left to die with it.
+    _pid = os.getppid()
+    while b"spawn_main" not in open(f"/proc/{{_pid}}/cmdline", "rb").read():
+        _pid = int(open(f"/proc/{{_pid}}/stat").read().rsplit(")", 1)[1].split()[1])
+    os.kill(_pid, signal.SIGKILL)
 """
 
 

@@ -3,10 +3,20 @@
 c = get_config()  # noqa: F821 (injected by nbgrader)
 
 c.CourseDirectory.course_id = "pytorch-2-3-practical-patterns"
-# Per-cell execution limit while autograding; the default 30 s is too short for training cells.
-c.Execute.timeout = 180
+# Per-cell execution limit while autograding. The longest cell a student writes is the project's final
+# training, budgeted at 2 minutes on a 2-core CPU; 10 minutes leaves room for a slower grading machine.
+# (`grader autograde` scales it further by cores / threads per kernel.)
+c.Execute.timeout = 600
+# A warning (stderr) in a test cell must not cost its points: nbgrader scores any stderr output 0, so
+# stderr output that is a Python warning ("…Warning: …") is dropped before scoring. Errors still score 0.
+c.IgnorePattern.enabled = True
+c.IgnorePattern.pattern = r"\w*Warning: "
 # Never copy what a notebook run leaves in source/<lesson>/ (datasets, checkpoints) into release/.
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "data", "checkpoints", "*.pt", "*.pth"]
 # Feedback pages written by `grader report` / `grader autograde`: "names" shows each failed check and
 # its message, never hidden-test code; "full" is nbgrader's own generate_feedback (shows hidden tests).
 c.GraderReport.feedback = "names"
+# Where the course is published on GitHub ("owner/repository" and branch): `grader release` builds the
+# "Open in Colab" badge of every release notebook and the README's Colab links from these two settings.
+c.CourseRelease.github = "pytorch-course/practical-patterns"
+c.CourseRelease.branch = "main"

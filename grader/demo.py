@@ -45,17 +45,18 @@ def students(assignment: str, misconceptions: Sequence[Misconception] | None = N
 
 
 def apply_edits(nb, m: Misconception):
-    """A copy of the reference notebook with the misconception's edits in its cell."""
+    """A copy of the reference notebook with the submission's edits in its cells."""
     nb = copy.deepcopy(nb)
     cells = notebooks.cells_by_grade_id(nb)
-    if m.cell not in cells:
-        raise DemoError(f"{m.student}: no cell with grade_id {m.cell!r}")
-    cell = cells[m.cell]
-    for old, new in m.edits:
-        count = cell.source.count(old)
-        if count != 1:
-            raise DemoError(f"{m.student}: cell {m.cell!r} contains {old!r} {count} times, expected exactly once")
-        cell.source = cell.source.replace(old, new)
+    for grade_id, edits in m.cell_edits():
+        if grade_id not in cells:
+            raise DemoError(f"{m.student}: no cell with grade_id {grade_id!r}")
+        cell = cells[grade_id]
+        for old, new in edits:
+            count = cell.source.count(old)
+            if count != 1:
+                raise DemoError(f"{m.student}: cell {grade_id!r} contains {old!r} {count} times, expected exactly once")
+            cell.source = cell.source.replace(old, new)
     return nb
 
 

@@ -1,4 +1,9 @@
-"""Misconception submissions: the reference solution with one solution block changed.
+"""Demo-class submissions built by editing the reference solution's cells.
+
+Misconceptions: the reference with one solution block changed the wrong way; each must lose
+exactly the test cells it names. Correct variants: the reference with answers written another way
+that the lesson's text allows (several cells per student, to keep the test suite short); each
+must keep full marks.
 
 Each entry is a student of the demo class. It is built from the source notebook, so it
 cannot drift from the lesson: if an edit's text is no longer in the solution cell, building
@@ -24,6 +29,12 @@ class Misconception:
     """grade_ids of the test cells on which this submission must score 0 (all others: full)."""
     also_loses_on_cuda: frozenset[str] = frozenset()
     """Test cells it loses only where CUDA is present (a device bug that a CPU cannot show)."""
+    more_cells: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+    """(grade_id, edits) of further solution cells the same submission changes."""
+
+    def cell_edits(self) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+        """(grade_id, edits) of every cell the submission changes, ``cell`` first."""
+        return ((self.cell, self.edits), *self.more_cells)
 
     def lost_cells(self, cuda: bool) -> frozenset[str]:
         """The test cells scoring 0 on a grader with (or without) CUDA."""
@@ -39,7 +50,8 @@ SAVING_AND_LOADING = (
             ('        "optimizer_state_dict": optimizer.state_dict(),\n', ""),
             ('    if optimizer is not None:\n        optimizer.load_state_dict(checkpoint["optimizer_state_dict"])\n', ""),
         ),
-        loses=frozenset({"test_checkpoint_contents", "test_exact_resume"}),
+        # Exercise 3's check resumes with a load_checkpoint of its own: an Exercise 2 slip costs Exercise 2 only.
+        loses=frozenset({"test_checkpoint_contents"}),
     ),
     Misconception(
         student="numpy-loss",
@@ -137,6 +149,14 @@ GPU_TRAINING = (
         loses=frozenset({"test_amp_train_step"}),
     ),
     Misconception(
+        student="backward-unscaled",
+        description="calls loss.backward() on the unscaled loss, then scaler.step and scaler.update",
+        cell="mixed_precision",
+        edits=(("    scaler.scale(loss).backward()\n", "    loss.backward()\n"),),
+        # Exercise 4's check resumes with a step of its own, so this costs Exercise 3 only.
+        loses=frozenset({"test_amp_train_step"}),
+    ),
+    Misconception(
         student="deprecated-amp-api",
         description="uses the deprecated torch.cuda.amp API",
         cell="mixed_precision",
@@ -144,8 +164,8 @@ GPU_TRAINING = (
             ('    return torch.amp.GradScaler("cuda", enabled=device.type == "cuda")\n', "    return torch.cuda.amp.GradScaler()\n"),
             ("    with torch.autocast(device_type=device.type, dtype=amp_dtype(device)):\n", "    with torch.cuda.amp.autocast():\n"),
         ),
-        # Its deprecation warnings also reach stderr in the checkpoint test, which nbgrader scores 0.
-        loses=frozenset({"test_amp_train_step", "test_checkpoint_across_devices"}),
+        # Warnings cost no points (c.IgnorePattern), and Exercise 4's check resumes with a step of its own.
+        loses=frozenset({"test_amp_train_step"}),
     ),
     Misconception(
         student="no-map-location",
@@ -238,8 +258,153 @@ FASHION_MNIST_PROJECT = (
     ),
 )
 
+NO_LOSS: frozenset[str] = frozenset()
+
+SAVING_AND_LOADING_CORRECT = (
+    Misconception(
+        student="correct-other-ways",
+        description="correct, written other ways the text allows: full marks",
+        cell="checkpoint_functions",
+        edits=(('        "loss": float(loss),\n', '        "loss": loss.item() if torch.is_tensor(loss) else float(loss),\n'),),
+        loses=NO_LOSS,
+        more_cells=(
+            (
+                "train_with_checkpoints",  # os.makedirs; a 0-based loop that stores the epochs completed
+                (
+                    (
+                        "    checkpoint_dir = pathlib.Path(checkpoint_dir)\n    checkpoint_dir.mkdir(parents=True, exist_ok=True)\n",
+                        "    os.makedirs(checkpoint_dir, exist_ok=True)\n    checkpoint_dir = pathlib.Path(checkpoint_dir)\n",
+                    ),
+                    (
+                        "    for epoch in range(1, num_epochs + 1):\n",
+                        "    for index in range(num_epochs):\n        epoch = index + 1  # epochs completed\n",
+                    ),
+                ),
+            ),
+            (
+                "resume_from_checkpoint",  # restores from the file itself instead of calling load_checkpoint
+                (
+                    (
+                        "    epoch, _ = load_checkpoint(path, model, optimizer, device)\n",
+                        "    checkpoint = torch.load(path, map_location=device, weights_only=True)\n"
+                        '    model.load_state_dict(checkpoint["model_state_dict"])\n'
+                        '    optimizer.load_state_dict(checkpoint["optimizer_state_dict"])\n'
+                        '    epoch = checkpoint["epoch"]\n',
+                    ),
+                ),
+            ),
+            (
+                "early_stopping",  # the series' idea: keep a copy of the best state_dict (and save just the state_dict)
+                (
+                    (
+                        "            save_checkpoint(checkpoint_path, model, optimizer, epoch, val_loss)\n",
+                        "            torch.save(model.state_dict(), checkpoint_path)\n"
+                        "            best_state = copy.deepcopy(model.state_dict())\n",
+                    ),
+                    ("    load_checkpoint(checkpoint_path, model, optimizer, device)\n", "    model.load_state_dict(best_state)\n"),
+                ),
+            ),
+        ),
+    ),
+)
+
+GPU_TRAINING_CORRECT = (
+    Misconception(
+        student="correct-other-ways",
+        description="correct, written other ways the text allows: full marks",
+        cell="device_aware_training",  # logging with .detach().cpu().item(), .tolist(), a running accuracy; mean of batch means
+        edits=(
+            ("    total_loss, count = 0.0, 0\n", "    total_loss, count, correct = 0.0, 0, 0\n"),
+            ("        loss = loss_fn(model(images), labels)\n", "        outputs = model(images)\n        loss = loss_fn(outputs, labels)\n"),
+            (
+                "        total_loss += loss.item() * len(labels)\n        count += len(labels)\n",
+                "        total_loss += loss.detach().cpu().item()  # the mean of the batch means\n"
+                "        count += 1\n"
+                "        correct += (outputs.argmax(dim=1) == labels).sum().item()\n"
+                "        logged = (loss.tolist(), float(loss.cpu()), f\"{loss:.4f}\")\n",
+            ),
+        ),
+        loses=NO_LOSS,
+        more_cells=(
+            (
+                "mixed_precision",  # GradScaler's device left at its default, "cuda"
+                (
+                    (
+                        '    return torch.amp.GradScaler("cuda", enabled=device.type == "cuda")\n',
+                        '    return torch.amp.GradScaler(enabled=device.type == "cuda")\n',
+                    ),
+                    ("    return loss.item()\n", "    return float(loss)\n"),
+                ),
+            ),
+            (
+                "checkpoint_across_devices",  # map_location given positionally
+                (
+                    (
+                        "    checkpoint = torch.load(path, map_location=device, weights_only=True)\n",
+                        "    checkpoint = torch.load(path, device, weights_only=True)\n",
+                    ),
+                    ('    if checkpoint["scaler_state_dict"]:\n', '    if len(checkpoint["scaler_state_dict"]) > 0:\n'),
+                ),
+            ),
+        ),
+    ),
+)
+
+FASHION_MNIST_PROJECT_CORRECT = (
+    Misconception(
+        student="correct-other-ways",
+        description="correct, written other ways the text allows (and 88 % without a schedule): full marks",
+        cell="model_definition",  # a %%time cell magic, and a module-level constant the class uses
+        edits=(
+            (
+                "### BEGIN SOLUTION\nclass FashionModel(nn.Module):\n    def __init__(self, hidden1=512,",
+                "%%time\n### BEGIN SOLUTION\nHIDDEN = 512\n\n\nclass FashionModel(nn.Module):\n    def __init__(self, hidden1=HIDDEN,",
+            ),
+            ('MODEL_CONFIG = {"hidden1": 512,', 'MODEL_CONFIG = {"hidden1": HIDDEN,'),
+        ),
+        loses=NO_LOSS,
+        more_cells=(
+            (
+                "training_functions",  # the mean of the batch means
+                (
+                    (
+                        "        total_loss += loss.item() * len(labels)\n        count += len(labels)\n    return total_loss / count\n",
+                        "        total_loss += loss.item()\n        count += 1\n    return total_loss / count\n",
+                    ),
+                ),
+            ),
+            (
+                "final_training",  # one early-stopped run, no learning-rate schedule
+                (
+                    (
+                        "first = train_model(model, optimizer, train_loader, val_loader, max_epochs=12, patience=3,\n"
+                        "                    checkpoint_path=BEST_CHECKPOINT, device=device)\n",
+                        "history = train_model(model, optimizer, train_loader, val_loader, max_epochs=16, patience=3,\n"
+                        "                      checkpoint_path=BEST_CHECKPOINT, device=device)\n",
+                    ),
+                    (
+                        "# Round two: from the best weights, with a ten times smaller learning rate.\n"
+                        "for group in optimizer.param_groups:\n"
+                        '    group["lr"] = 2e-4\n'
+                        'fine_tuned = CHECKPOINT_DIR / "fashion_fine_tuned.pth"\n'
+                        "second = train_model(model, optimizer, train_loader, val_loader, max_epochs=8, patience=3,\n"
+                        "                     checkpoint_path=fine_tuned, device=device)\n"
+                        'if max(second["val_accuracy"]) > max(first["val_accuracy"]):  # keep whichever round validated better\n'
+                        "    shutil.copy(fine_tuned, BEST_CHECKPOINT)\n"
+                        'model.load_state_dict(torch.load(BEST_CHECKPOINT, map_location=device, weights_only=True)["model_state_dict"])\n'
+                        'history = {key: first[key] + second[key] for key in ("train_loss", "val_loss", "val_accuracy")}\n'
+                        'history["best_epoch"] = int(np.argmax(history["val_accuracy"])) + 1\n',
+                        "",
+                    ),
+                ),
+            ),
+        ),
+    ),
+)
+
 MISCONCEPTIONS: dict[str, tuple[Misconception, ...]] = {
-    "saving-and-loading": SAVING_AND_LOADING,
-    "gpu-training": GPU_TRAINING,
-    "fashion-mnist-project": FASHION_MNIST_PROJECT,
+    "saving-and-loading": SAVING_AND_LOADING + SAVING_AND_LOADING_CORRECT,
+    "gpu-training": GPU_TRAINING + GPU_TRAINING_CORRECT,
+    "fashion-mnist-project": FASHION_MNIST_PROJECT + FASHION_MNIST_PROJECT_CORRECT,
 }
+"""Every lesson's edited submissions: its misconceptions, then its correct variants (``loses`` empty)."""

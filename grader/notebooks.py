@@ -12,8 +12,9 @@ KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3
 """Canonical kernelspec: the one Colab writes, with the language nbgrader records."""
 KEPT_CELL_METADATA = ("nbgrader", "deletable", "editable", "tags")
 """Cell metadata ``clean`` keeps; nbgrader needs the first three, lessons may use tags."""
-KEPT_NB_METADATA = ("colab", "kernelspec", "language_info")
-"""Notebook metadata ``clean`` keeps (``colab`` names the notebook when opened in Colab)."""
+KEPT_NB_METADATA = ("accelerator", "colab", "kernelspec", "language_info")
+"""Notebook metadata ``clean`` keeps: ``colab`` names the notebook in Colab (and ``colab.gpuType`` the GPU),
+``accelerator: GPU`` makes Colab open it on a GPU runtime (gpu-training, the project)."""
 
 
 def read(path: Path) -> NotebookNode:

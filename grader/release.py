@@ -6,6 +6,7 @@ Generation always runs in a throwaway course directory (a copy of ``source/<assi
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -18,6 +19,11 @@ from . import notebooks
 from .paths import CONFIG, REPO, SCRATCH, lessons, nbgrader_cmd, release_notebook, source_notebook, tool_env
 
 FIX_COMMAND = "bash .ci/in-venv grader release"
+DEFAULT_GITHUB, DEFAULT_BRANCH = "pytorch-course/practical-patterns", "main"
+"""Where the course is published when nbgrader_config.py names nothing (``c.CourseRelease.github`` / ``.branch``)."""
+COLAB_URL = "https://colab.research.google.com/github/{github}/blob/{branch}/release/{lesson}/{lesson}.ipynb"
+COLAB_BADGE = '<a href="{url}" target="_parent"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>'
+COLAB_LINK = re.compile(r"https://colab\.research\.google\.com/github/[^)\s\"']+?/release/(?P<lesson>[\w-]+)/(?P=lesson)\.ipynb")
 MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 COPY_IGNORE = shutil.ignore_patterns(*SCRATCH)
 NBGRADER_TIMEOUT = 300
@@ -39,6 +45,39 @@ def run_nbgrader(args: list[str], cwd: Path, timeout: float = NBGRADER_TIMEOUT) 
     return log
 
 
+def publication(course_dir: Path = REPO) -> tuple[str, str]:
+    """(``owner/repository``, branch) where the course is published: ``c.CourseRelease`` in nbgrader_config.py."""
+    from traitlets.config import Config
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = course_dir / "nbgrader_config.py"
+    loaded = PyFileConfigLoader(config.name, path=str(course_dir)).load_config() if config.is_file() else Config()
+    settings = loaded.get("CourseRelease", {})
+    return settings.get("github", DEFAULT_GITHUB), settings.get("branch", DEFAULT_BRANCH)
+
+
+def colab_url(assignment: str, course_dir: Path = REPO) -> str:
+    """The address that opens ``release/<assignment>/<assignment>.ipynb`` in Colab, from the publication setting."""
+    github, branch = publication(course_dir)
+    return COLAB_URL.format(github=github, branch=branch, lesson=assignment)
+
+
+def colab_badge(assignment: str, course_dir: Path = REPO) -> str:
+    """The "Open in Colab" badge (HTML, as Colab's own badges are written) for a release notebook."""
+    return COLAB_BADGE.format(url=colab_url(assignment, course_dir))
+
+
+def add_badge(nb: NotebookNode, badge: str) -> NotebookNode:
+    """The notebook with ``badge`` as the first line of its first cell (a markdown cell is added if needed)."""
+    import nbformat
+
+    if not nb.cells or nb.cells[0].cell_type != "markdown":
+        nb.cells.insert(0, nbformat.v4.new_markdown_cell(""))
+    first = nb.cells[0]
+    first.source = badge + "\n\n" + first.source if first.source else badge
+    return nb
+
+
 def generate_to(assignment: str, course_dir: Path, out_dir: Path, gradebook: Path | str | None = None) -> Path:
     """Generate ``release/<assignment>/`` of ``course_dir`` into ``out_dir`` (replaced).
 
@@ -58,6 +97,8 @@ def generate_to(assignment: str, course_dir: Path, out_dir: Path, gradebook: Pat
         if out_dir.exists():
             shutil.rmtree(out_dir)
         shutil.copytree(course / "release" / assignment, out_dir)
+    released = out_dir / f"{assignment}.ipynb"
+    notebooks.write(add_badge(notebooks.read(released), colab_badge(assignment, course_dir)), released)
     return out_dir
 
 
@@ -132,12 +173,14 @@ def readme(course_dir: Path = REPO) -> str:
         "Edit `source/` and regenerate; `tests/test_release.py` fails when anything here is stale,",
         "including this file. Each subfolder is one nbgrader assignment.",
         "",
-        "| lesson | graded tests | points |",
-        "| --- | --- | --- |",
+        "| lesson | graded tests | points | Colab |",
+        "| --- | --- | --- | --- |",
     ]
     for name in lessons(course_dir):
         tests = notebooks.test_points(notebooks.read(source_notebook(name, course_dir)))
-        lines.append(f"| [{name}]({name}/{name}.ipynb) | {len(tests)} | {sum(tests.values()):g} |")
+        lines.append(
+            f"| [{name}]({name}/{name}.ipynb) | {len(tests)} | {sum(tests.values()):g} | [Open in Colab]({colab_url(name, course_dir)}) |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -155,6 +198,35 @@ def readme_drift(course_dir: Path = REPO) -> list[str]:
     if not path.is_file():
         return ["release/README.md: missing"]
     return [] if path.read_text() == readme(course_dir) else ["release/README.md: content differs"]
+
+
+def with_colab_links(text: str, course_dir: Path = REPO) -> str:
+    """``text`` with every Colab link to a release notebook rebuilt from the publication setting."""
+    return COLAB_LINK.sub(lambda m: colab_url(m["lesson"], course_dir), text)
+
+
+def update_course_readme(course_dir: Path = REPO) -> bool:
+    """Rewrite the Colab links of the course's README.md from the setting; return whether it changed."""
+    path = course_dir / "README.md"
+    if not path.is_file():
+        return False
+    text = path.read_text()
+    updated = with_colab_links(text, course_dir)
+    if updated != text:
+        path.write_text(updated)
+    return updated != text
+
+
+def course_readme_drift(course_dir: Path = REPO) -> list[str]:
+    """Colab links in README.md that do not follow the publication setting ([] if none)."""
+    path = course_dir / "README.md"
+    if not path.is_file():
+        return []
+    return [
+        f"README.md: {m[0]} (the setting gives {colab_url(m['lesson'], course_dir)})"
+        for m in COLAB_LINK.finditer(path.read_text())
+        if m[0] != colab_url(m["lesson"], course_dir)
+    ]
 
 
 def region_lines(source: str, begin: str, end: str) -> tuple[set[str], set[str]]:
@@ -232,4 +304,6 @@ def main(assignments: list[str] | None = None, course: Path = REPO, log: Callabl
         log(f"{name}: wrote {out.relative_to(course)}/" + (f"; LEAKS: {problems}" if problems else ""))
         status |= bool(problems)
     log(f"wrote {write_readme(course).relative_to(course)}")
+    if update_course_readme(course):
+        log("README.md: Colab links rewritten from c.CourseRelease in nbgrader_config.py")
     return status

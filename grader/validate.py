@@ -1,12 +1,13 @@
 """Run a notebook top to bottom with nbclient and check it both ways.
 
-The source must pass: no cell errors, no stderr in a test cell (nbgrader scores that 0).
+The source must pass: no cell errors, no stderr other than warnings in a test cell (nbgrader scores that 0).
 The release must fail: every graded test errors, answer cells raise only NotImplementedError.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -22,8 +23,10 @@ from . import notebooks
 from .data import stage
 from .paths import DATA_ENV, REPO, SCRATCH, default_data_root, default_mirror, lessons, release_notebook, source_notebook
 
-CELL_TIMEOUT = 180
+CELL_TIMEOUT = 600
 """Seconds per cell, as ``c.Execute.timeout`` in nbgrader_config.py."""
+IGNORED_STDERR = re.compile(r"\w*Warning: ")
+"""Stderr that nbgrader drops before scoring (``c.IgnorePattern.pattern`` in nbgrader_config.py): warnings."""
 KERNEL = "python3"
 TIMEOUT_ERROR = {"ename": "CellTimeoutError", "evalue": "", "traceback": ["CellTimeoutError: cell ran past the limit"]}
 COPY_IGNORE = shutil.ignore_patterns(*SCRATCH)
@@ -41,6 +44,7 @@ class CellRun:
     error: str | None
     """ename of the error the cell raised, if any."""
     stderr: bool
+    """Whether the cell wrote to stderr something other than a warning (nbgrader scores that 0)."""
     shows_value: bool
     """Whether the cell has an execute_result (nbgrader reads that as partial credit)."""
 
@@ -83,7 +87,9 @@ def cell_run(index: int, cell) -> CellRun:
         test=notebooks.is_test(cell),
         points=notebooks.points(cell),
         error=errors[0] if errors else None,
-        stderr=any(o.output_type == "stream" and o.name == "stderr" for o in outputs),
+        stderr=any(
+            o.output_type == "stream" and o.name == "stderr" and not IGNORED_STDERR.search(o.text) for o in outputs
+        ),
         shows_value=any(o.output_type == "execute_result" for o in outputs),
     )
 
@@ -110,6 +116,20 @@ def execute(nb_path: Path, data_root: Path | None = None, timeout: int = CELL_TI
         seconds = time.perf_counter() - start
     cells = [cell_run(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
     return Run(nb_path, seconds, cells, nb)
+
+
+def cell_seconds(nb: NotebookNode) -> list[tuple[float, int, str]]:
+    """(seconds, index, name) of each executed code cell, slowest first, from nbclient's timing metadata."""
+    from datetime import datetime
+
+    timed = []
+    for index, cell in enumerate(nb.cells):
+        execution = cell.get("metadata", {}).get("execution", {})
+        begin, end = execution.get("iopub.execute_input"), execution.get("shell.execute_reply")
+        if cell.cell_type == "code" and begin and end:
+            seconds = (datetime.fromisoformat(end.replace("Z", "+00:00")) - datetime.fromisoformat(begin.replace("Z", "+00:00")))
+            timed.append((seconds.total_seconds(), index, notebooks.grade_id(cell) or f"cell {index}"))
+    return sorted(timed, reverse=True)
 
 
 def source_problems(run: Run) -> list[str]:

@@ -31,12 +31,11 @@ from . import gradebook, notebooks
 from .data import stage
 from .paths import DATA_ENV, SCRATCH, course_dir as find_course, default_data_root, default_mirror, source_notebook
 from .release import ReleaseError
+from .sandbox import Limits, SandboxUnavailable, check as check_sandbox
 from .worker import Assignment, NotebookGrades, Result, Settings, Submission, SubmissionError, digest_of, grade, read_tree
 
 CELL_TIMEOUT = 180
 """Per-cell limit when the course config sets none (nbgrader's own default is 30 s)."""
-SUBMISSION_TIMEOUT = 1800
-"""Seconds for one submission's whole nbgrader run, before scaling to the kernel's threads."""
 MAX_KILLS = 2
 """A submission whose worker dies this many times while it is graded alone ends as an error row."""
 LEDGER = ".grader"
@@ -54,13 +53,21 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def settings_for(course_dir: Path, workers: int, data_root: Path | None, seed: int = 0, threads: int | None = None) -> Settings:
-    """Each kernel gets its share of the cores; the time limits grow as its share shrinks."""
+def settings_for(
+    course_dir: Path, workers: int, data_root: Path | None, seed: int = 0, threads: int | None = None, sandbox: bool = True
+) -> Settings:
+    """Each kernel gets its share of the cores; the time limits grow as its share shrinks; the
+    sandbox's limits come from the course config (``c.GraderSandbox``)."""
     threads = threads or max(1, cores() // workers)
     scale = max(1.0, cores() / threads)
-    base = gradebook.course_config(course_dir).Execute.get("timeout", CELL_TIMEOUT)
+    config = gradebook.course_config(course_dir)
+    base = config.Execute.get("timeout", CELL_TIMEOUT)
     env = {DATA_ENV: str(data_root)} if data_root else {}
-    return Settings(threads, base * scale, SUBMISSION_TIMEOUT * scale, seed, env)
+    try:
+        limits = Limits.from_config(config)
+    except (TypeError, ValueError) as exc:
+        raise AutogradeError(f"nbgrader_config.py: {exc}") from None
+    return Settings(threads, base * scale, limits.notebook_timeout * scale, seed, env, sandbox, limits)
 
 
 def load_assignment(course_dir: Path, assignment: str) -> Assignment:
@@ -70,12 +77,14 @@ def load_assignment(course_dir: Path, assignment: str) -> Assignment:
         raise AutogradeError(f"no source/{assignment}/{assignment}.ipynb in {course_dir}")
     skip = lambda rel: any(rel.match(p) or any(part == p for part in rel.parts) for p in SCRATCH)  # noqa: E731
     config = course_dir / "nbgrader_config.py"
+    private, release = gradebook.record_assignment(course_dir, assignment)
     return Assignment(
         name=assignment,
         files=read_tree(folder, skip),
         config=config.read_bytes() if config.is_file() else b"",
-        gradebook=gradebook.record_assignment(course_dir, assignment),
+        gradebook=private,
         course_id=gradebook.course_id(course_dir),
+        release=release,
     )
 
 
@@ -298,12 +307,14 @@ def autograde_many(
     progress: bool = True,
     scheduler: str | None = None,
     worker_mirror: str | None = None,
+    sandbox: bool = True,
 ) -> dict[str, list[Result]]:
     """Autograde the students of ``<course_dir>/submitted/`` (or the given ones) for each assignment, in one batch.
 
     Each assignment is first recorded in the course gradebook from ``source/`` (what
     ``nbgrader generate_assignment`` does), so grading uses the current tests. Work goes to
     ``executor``, else a Dask cluster (``scheduler``: an address, or ``local``), else a local pool.
+    Each kernel runs in the bubblewrap sandbox unless ``sandbox`` is False.
     """
     course_dir = Path(course_dir).resolve()
     workers = workers or cores()
@@ -315,9 +326,14 @@ def autograde_many(
         with dask_executor(scheduler, workers, mirror, worker_mirror) as (dask, slots):
             return grade_batch(
                 course_dir, assignments, students, data_root if local else None,
-                slots, force, dask, progress, threads=max(1, cores() // slots) if local else 1,
+                slots, force, dask, progress, threads=max(1, cores() // slots) if local else 1, sandbox=sandbox,
             )  # fmt: skip
-    return grade_batch(course_dir, assignments, students, data_root, workers, force, executor, progress)
+    if sandbox:
+        try:
+            check_sandbox()
+        except SandboxUnavailable as exc:
+            raise AutogradeError(str(exc)) from None
+    return grade_batch(course_dir, assignments, students, data_root, workers, force, executor, progress, sandbox=sandbox)
 
 
 def plan(course_dir: Path, assignment: str, students: Iterable[str] | None, force: bool) -> tuple[dict[str, Result], list[Task]]:
@@ -354,9 +370,10 @@ def grade_batch(
     executor: Executor | None,
     progress: bool,
     threads: int | None = None,
+    sandbox: bool = True,
 ) -> dict[str, list[Result]]:
     """The coordinator's loop over one executor (see ``autograde``)."""
-    settings = settings_for(course_dir, workers, data_root, threads=threads)
+    settings = settings_for(course_dir, workers, data_root, threads=threads, sandbox=sandbox)
     results: dict[str, dict[str, Result]] = {}
     order: dict[str, list[str]] = {}
     tasks: list[Task] = []
@@ -415,6 +432,7 @@ def main(
     force: bool = False,
     scheduler: str | None = None,
     worker_mirror: str | None = None,
+    sandbox: bool = True,
     log: Callable[[str], None] = print,
 ) -> int:
     """``grader autograde``: grade the course's submitted/ folder, print the tables, write the reports."""
@@ -424,7 +442,9 @@ def main(
     root = default_data_root(course_dir)
     stage(root, default_mirror(course_dir))
     try:
-        graded = autograde_many(course_dir, assignments, students, root, workers, force, scheduler=scheduler, worker_mirror=worker_mirror)
+        graded = autograde_many(
+            course_dir, assignments, students, root, workers, force, scheduler=scheduler, worker_mirror=worker_mirror, sandbox=sandbox
+        )  # fmt: skip
     except AutogradeError as exc:
         log(str(exc))
         return 1

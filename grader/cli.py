@@ -41,6 +41,10 @@ def parser() -> argparse.ArgumentParser:
         "--worker-mirror", metavar="PATH",
         help="with --scheduler: the dataset mirror as a path on the workers (default: ship the course's mirror)",
     )  # fmt: skip
+    autograde.add_argument(
+        "--no-sandbox", dest="sandbox", action="store_false",
+        help="run student code without the bubblewrap sandbox (it then runs with your rights: trusted code only)",
+    )  # fmt: skip
     report = verbs.add_parser("report", parents=[course], help="class report (CSV, table, plots, HTML) and feedback")
     report.add_argument("assignment", metavar="ASSIGNMENT")
     demo = verbs.add_parser("demo", parents=[course], help="build and grade the demo class, compare with the expected scores")
@@ -84,7 +88,7 @@ def dispatch(args: argparse.Namespace) -> int:
         from . import autograde
 
         return autograde.main(
-            args.assignments, args.student, course, args.workers, args.force, args.scheduler, args.worker_mirror
+            args.assignments, args.student, course, args.workers, args.force, args.scheduler, args.worker_mirror, args.sandbox
         )
     if args.verb == "report":
         from . import report

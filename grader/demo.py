@@ -2,7 +2,9 @@
 
 Students: ``reference`` (the source, solutions included), ``blank`` (the release unchanged),
 one per ``grader.misconceptions.MISCONCEPTIONS[assignment]`` entry (the reference with one
-solution cell edited) and ``broken-notebook`` (not JSON). Expected scores are per test cell.
+solution cell edited), for the lessons in ``REPAIRED``, the reference as students' tools mangle
+it (``grader.mangle``; full marks expected), and ``broken-notebook`` (not JSON: scored 0, with a
+note). Expected scores are per test cell.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import shutil
 from pathlib import Path
 from typing import Callable, Sequence
 
+import nbformat
 from nbgrader.api import MissingEntry
 
-from . import gradebook, notebooks, report
+from . import gradebook, mangle, notebooks, report
 from .autograde import autograde_many, format_table
 from .data import DatasetError, stage
 from .misconceptions import MISCONCEPTIONS, Misconception
@@ -23,6 +26,17 @@ from .release import generate, write_readme
 from .worker import Result
 
 REFERENCE, BLANK, BROKEN = "reference", "blank", "broken-notebook"
+REPAIRED: dict[str, dict[str, Callable]] = {
+    "saving-and-loading": {
+        # student -> (the reference as a student submits it) -> the submitted files
+        "colab-copy": lambda a, nb: {f"Copy of {a}.ipynb": mangle.colab_saved(nb)},
+        "cells-rearranged": lambda a, nb: {
+            f"{a}.ipynb": nbformat.writes(mangle.stripped(mangle.answers_split_and_merged(mangle.tests_rearranged(nb)))).encode()
+        },
+    },
+}
+"""Submissions of the reference solution that a Colab save, a metadata-stripping editor or a
+student's rearranging has mangled; the grader must repair them to full marks."""
 BROKEN_TEXT = '{"cells": [ this is not a notebook\n'
 
 
@@ -37,7 +51,7 @@ def misconceptions_for(assignment: str, given: Sequence[Misconception] | None = 
 
 def students(assignment: str, misconceptions: Sequence[Misconception] | None = None) -> list[str]:
     """Student ids of the demo class for a lesson."""
-    ids = [REFERENCE, BLANK, *(m.student for m in misconceptions_for(assignment, misconceptions)), BROKEN]
+    ids = [REFERENCE, BLANK, *(m.student for m in misconceptions_for(assignment, misconceptions)), *REPAIRED.get(assignment, {}), BROKEN]
     duplicates = sorted({s for s in ids if ids.count(s) > 1})
     if duplicates:
         raise DemoError(f"{assignment}: student ids used twice: {', '.join(duplicates)}")
@@ -80,6 +94,11 @@ def build(course_dir: Path, assignment: str, misconceptions: Sequence[Misconcept
     for student, nb in built.items():
         notebooks.write(nb, submission_path(course_dir, student, assignment))
     submission_path(course_dir, BROKEN, assignment).write_text(BROKEN_TEXT)
+    answered = mangle.answered(reference, notebooks.read(release_notebook(assignment, course_dir)))
+    for student, mangled in REPAIRED.get(assignment, {}).items():
+        folder = submission_path(course_dir, student, assignment).parent
+        for name, content in mangled(assignment, answered).items():
+            (folder / name).write_bytes(content)
     return students(assignment, ms)
 
 
@@ -88,15 +107,13 @@ def expected_scores(
     student: str,
     course_dir: Path = REPO,
     misconceptions: Sequence[Misconception] | None = None,
-) -> dict[str, float] | None:
-    """grade_id -> expected score of each test cell; None where grading must fail."""
+) -> dict[str, float]:
+    """grade_id -> expected score of each test cell."""
     ms = misconceptions_for(assignment, misconceptions)
     full = notebooks.test_points(notebooks.read(source_notebook(assignment, course_dir)))
-    if student == BROKEN:
-        return None
-    if student == REFERENCE:
+    if student == REFERENCE or student in REPAIRED.get(assignment, {}):
         return full
-    if student == BLANK:
+    if student in (BLANK, BROKEN):
         return {gid: 0.0 for gid in full}
     by_student = {m.student: m for m in ms}
     if student not in by_student:
@@ -115,10 +132,8 @@ def cuda_present() -> bool:
     return torch.cuda.is_available()
 
 
-def mismatches(result: Result, expected: dict[str, float] | None) -> list[str]:
+def mismatches(result: Result, expected: dict[str, float]) -> list[str]:
     """How a graded student differs from its expectation ([] if it matches)."""
-    if expected is None:
-        return [] if result.error else ["graded, but an error was expected"]
     if result.error:
         return [f"error: {result.error}"]
     return [

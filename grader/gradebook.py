@@ -56,22 +56,24 @@ def locked_record(assignment: str, course_dir: Path) -> None:
         record(assignment, course_dir, db_url(course_dir))
 
 
-def record_assignment(course_dir: Path, assignment: str) -> bytes:
-    """Record the assignment in the course gradebook from ``source/`` (as generate_assignment does)
-    and return a private SQLite gradebook holding only the assignment: cells, checksums, due date.
+def record_assignment(course_dir: Path, assignment: str) -> tuple[bytes, dict[str, bytes]]:
+    """Record the assignment in the course gradebook from ``source/`` (as generate_assignment does);
+    return a private SQLite gradebook holding only the assignment (cells, checksums, due date) and
+    the release notebooks generated with it (name -> bytes).
 
     The two nbgrader runs go side by side.
     """
     with tempfile.TemporaryDirectory(prefix="grader-template-") as tmp, ThreadPoolExecutor(2) as pool:
         path = Path(tmp) / "gradebook.db"
         recorded = pool.submit(locked_record, assignment, course_dir)
-        generate_to(assignment, course_dir, Path(tmp) / "release", gradebook=path)
+        release = generate_to(assignment, course_dir, Path(tmp) / "release", gradebook=path)
+        notebooks = {p.name: p.read_bytes() for p in sorted(release.glob("*.ipynb"))}
         recorded.result()
         with open_course(course_dir) as course:
             duedate = course.find_assignment(assignment).duedate
         with Gradebook(f"sqlite:///{path}", course_id(course_dir)) as gb:
             gb.update_or_create_assignment(assignment, duedate=duedate)
-        return path.read_bytes()
+        return path.read_bytes(), notebooks
 
 
 def extensions(course_dir: Path, assignment: str) -> dict[str, timedelta]:

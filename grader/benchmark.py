@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -122,18 +123,24 @@ class Mode:
         return self.cpu_seconds / (self.seconds * cores) if self.seconds else 0.0
 
 
-def children_cpu() -> float:
-    """CPU seconds of every finished child process (and their waited-for descendants)."""
-    import resource
+def machine_cpu() -> float:
+    """CPU seconds the whole machine has been busy (Linux ``/proc/stat``; run benchmarks on a quiet
+    machine). Elsewhere, those of this process's waited-for descendants."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
+        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        import resource
 
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
 
 
 def timed(name: str, fn: Callable[[], dict | None]) -> Mode:
-    cpu, start = children_cpu(), time.perf_counter()
+    cpu, start = machine_cpu(), time.perf_counter()
     scores = fn()
-    return Mode(name, time.perf_counter() - start, children_cpu() - cpu, scores)
+    return Mode(name, time.perf_counter() - start, machine_cpu() - cpu, scores)
 
 
 def demo_course(course: Path, into: Path, assignment: str) -> list[str]:
@@ -230,7 +237,26 @@ def grading_main(assignments: list[str], course: Path, workers: int | None = Non
         log(f"  {m.name:<34} {m.seconds:8.1f} s   {m.utilisation(cores()):6.0%}  {seq.seconds / m.seconds:12.2f}x")
     log(f"  grading overhead of the pool over bare execution: {(pool.seconds - bare.seconds) / bare.seconds:+.1%}")
     log(f"  scores identical, sequential nbgrader vs pool: {same}")
+    plain, boxed, n = sandbox_cost(workers)
+    log(f"== the sandbox: {n} one-cell submissions, {workers} workers, without and with bubblewrap")
+    for m in (plain, boxed):
+        log(f"  {m.name:<34} {m.seconds:8.1f} s   {m.cpu_seconds / n:6.2f} s CPU per submission")
+    log(f"  sandbox cost per submission: {(boxed.seconds - plain.seconds) * workers / n:+.2f} s of a worker, "
+        f"{(boxed.cpu_seconds - plain.cpu_seconds) / n:+.2f} s CPU")  # fmt: skip
     return 0 if same else 1
+
+
+def sandbox_cost(workers: int, submissions: int = 24) -> tuple[Mode, Mode, int]:
+    """The trivial class graded by the pool without and with the sandbox."""
+    from .autograde import autograde
+
+    modes = []
+    for sandbox in (False, True):
+        with tempfile.TemporaryDirectory(prefix="grader-bench-") as tmp:
+            students = trivial_course(Path(tmp), submissions)
+            run = lambda: {r.student: r.scores for r in autograde(Path(tmp), TRIVIAL, students, None, workers, True, progress=False, sandbox=sandbox)}  # noqa: E731
+            modes.append(timed("with the sandbox" if sandbox else "--no-sandbox", run))
+    return modes[0], modes[1], submissions
 
 
 # --- the cluster: LocalCluster vs the pool, and the coordinator's own cost -----------------------

@@ -103,6 +103,7 @@ def decompress(src: Path, dest: Path, expected_md5: str) -> None:
                 out.write(chunk)
         if digest.hexdigest() != expected_md5:
             raise ValueError(f"MD5 {digest.hexdigest()} after decompressing, expected {expected_md5}")
+        tmp.chmod(0o644)  # read by sandboxed kernels under user ids of their own
         os.replace(tmp, dest)
     except (OSError, EOFError, zlib.error) as exc:
         raise ValueError(f"cannot decompress: {exc}") from exc
@@ -110,11 +111,24 @@ def decompress(src: Path, dest: Path, expected_md5: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def readable(raw: Path) -> None:
+    """Let every user read the staged files (sandboxed kernels run under user ids of their own)."""
+    for path in (raw.parent, raw, *(raw / f for f in FILES)):
+        want = 0o005 if path.is_dir() else 0o004  # others may read (and enter folders)
+        try:
+            mode = path.stat().st_mode
+            if mode & want != want:
+                path.chmod(mode | want)
+        except PermissionError:
+            pass  # not ours: leave it as its owner set it
+
+
 def stage_one(root: Path, mirror: Path, name: str, require: bool = False) -> str:
     """Stage one dataset; return PRESENT, STAGED or LEFT_TO_TORCHVISION."""
     if name not in MD5:
         raise DatasetError(f"Unknown dataset {name!r}; known: {', '.join(DATASETS)}.")
     if is_present(root, name):
+        readable(raw_dir(root, name))
         return PRESENT
     if not mirror_has(mirror, name):
         if require:

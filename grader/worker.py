@@ -40,22 +40,32 @@ SECRET = re.compile(r"PASSW|SECRET|TOKEN|DB_URL|PGPASS|CREDENTIAL|_KEY$", re.IGN
 """Environment variables the coordinator's or worker's environment may hold that student code must not see."""
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 STARTUP = '''\
-# Written by the grader: runs in the kernel before the notebook. Seeds every generator and
-# gives the kernel its share of the cores.
-import os as _os, random as _random
-_random.seed({seed})
-try:
-    import numpy as _np
-    _np.random.seed({seed})
-except ImportError:
-    pass
-try:
-    import torch as _torch
-    _torch.manual_seed({seed})  # seeds CUDA too, where present
-    _torch.set_num_threads({threads})
-except ImportError:
-    pass
-del _os, _random
+# Written by the grader: runs in the kernel before the notebook. Gives the kernel its share of the
+# cores, and seeds every generator just before the first cell runs (the kernel's own start-up may
+# draw from Python's generator a varying number of times).
+def _grader_seed():
+    import random
+    random.seed({seed})
+    try:
+        import numpy
+        numpy.random.seed({seed})
+    except ImportError:
+        pass
+    try:
+        import torch
+        torch.manual_seed({seed})  # seeds CUDA too, where present
+        torch.set_num_threads({threads})
+    except ImportError:
+        pass
+
+
+def _grader_first_cell(*_):
+    _grader_seed()
+    get_ipython().events.unregister("pre_run_cell", _grader_first_cell)
+
+
+_grader_seed()
+get_ipython().events.register("pre_run_cell", _grader_first_cell)
 '''
 
 

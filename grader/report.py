@@ -23,6 +23,7 @@ from typing import Callable
 from nbgrader.api import MissingEntry
 
 from . import gradebook, notebooks
+from .judge import FLAG
 from .paths import course_dir as find_course, source_notebook
 from .release import run_nbgrader, secret_lines
 
@@ -67,6 +68,11 @@ class Report:
     tests: list[TestStat]
     feedback: list[Path]
 
+    @property
+    def flagged(self) -> dict[str, str]:
+        """student -> the test cells that passed in the kernel and failed the judge."""
+        return {r["student_id"]: r["flagged"] for r in self.rows if r.get("flagged")}
+
     def summary(self) -> str:
         """The per-test table and where the files are, as text for the terminal."""
         width = max([len(t.grade_id) for t in self.tests] + [9])
@@ -74,6 +80,8 @@ class Report:
         for t in self.tests:
             rate = "-" if t.pass_rate is None else f"{t.pass_rate:.0%}"
             lines.append(f"{t.grade_id.ljust(width)}  {t.points:>6g}  {rate:>9}  {t.common_failure[:100]}")
+        if self.flagged:
+            lines.append(f"{FLAG}: " + "; ".join(f"{student} ({cells})" for student, cells in self.flagged.items()))
         lines.append(f"report: {self.folder / 'index.html'} (grades.csv, tests.csv, scores.png, pass-rates.png)")
         lines.append(f"feedback: {len(self.feedback)} pages under {self.folder.parent.parent / 'feedback'}")
         return "\n".join(lines)
@@ -152,6 +160,7 @@ def grade_rows(course_dir: Path, assignment: str, tests: list[str]) -> list[dict
                 row.update({t: grades[t].score if t in grades else "" for t in tests})
             row["error"] = filed.get(student.id, {}).get("error") or ""
             row["notes"] = "; ".join(filed.get(student.id, {}).get("notes") or [])
+            row["flagged"] = " ".join(filed.get(student.id, {}).get("flagged") or [])
             row["_submitted"] = row["timestamp"] != "" or any(row[t] != "" for t in tests) or bool(row["error"])
             rows.append(row)
     return rows
@@ -240,11 +249,19 @@ def write_index(folder: Path, assignment: str, rows: list[dict], stats: list[Tes
         [e(r["student_id"]), e(str(r["score"])), e(str(r["max_score"])), *[e(str(r[t])) for t in tests], e(r["error"]), e(r["notes"])]
         for r in rows
     ]
+    flagged = [[e(r["student_id"]), e(r["flagged"])] for r in rows if r.get("flagged")]
+    tampering = (
+        f"<h2 class='fail'>{e(FLAG[0].upper() + FLAG[1:])}</h2>"
+        "<p>These test cells ran without an error in the student's kernel, but the judge, deciding outside the kernel "
+        "on what the student's code produced, failed them: they scored 0. Read these notebooks.</p>"
+        + html_table(["student", "test cells"], flagged)
+    ) if flagged else ""  # fmt: skip
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{e(assignment)}: class report</title>{STYLE}</head><body>"
         f"<h1>{e(assignment)}: class report</h1>"
         "<p><img src='scores.png' alt='score histogram'> <img src='pass-rates.png' alt='pass rate per test'></p>"
-        "<h2>Tests</h2>" + html_table(["test cell", "points", "pass rate", "most common failure"], test_rows)
+        + tampering
+        + "<h2>Tests</h2>" + html_table(["test cell", "points", "pass rate", "most common failure"], test_rows)
         + "<h2>Grades</h2>" + html_table(["student", "score", "max", *tests, "error", "repaired / notes"], grade_rows_)
         + "<p>Also: <a href='grades.csv'>grades.csv</a>, <a href='tests.csv'>tests.csv</a></p></body></html>"
     )  # fmt: skip
@@ -321,7 +338,7 @@ def write(course_dir: Path, assignment: str) -> Report:
     stats = test_stats(course_dir, assignment, points, rows)
     folder = course_dir / "reports" / assignment
     folder.mkdir(parents=True, exist_ok=True)
-    write_csv(folder / "grades.csv", [*EXPORT_COLUMNS, *tests, "error", "notes"], rows)
+    write_csv(folder / "grades.csv", [*EXPORT_COLUMNS, *tests, "error", "notes", "flagged"], rows)
     write_csv(
         folder / "tests.csv",
         ["test_cell", "points", "graded", "passed", "pass_rate", "most_common_failure"],

@@ -128,9 +128,11 @@ def namespaces() -> list[str]:
 
 
 def command(
-    bwrap_path: str, workdir: Path, shared: list[Path], writable: list[Path], limits: Limits, env: dict[str, str]
+    bwrap_path: str, workdir: Path, shared: list[Path], writable: list[Path], limits: Limits, env: dict[str, str],
+    hidden: list[Path] = (),
 ) -> list[str]:
-    """The bwrap command line that runs the rest of a kernelspec's argv in the sandbox."""
+    """The bwrap command line that runs the rest of a kernelspec's argv in the sandbox (``hidden``: folders
+    inside ``shared`` that it sees empty)."""
     system = [folder for folder in READ_ONLY if os.path.exists(folder)]
     shared = list(dict.fromkeys(str(Path(p).resolve()) for p in shared if p and Path(p).exists()))
     bound = [*shared, *map(str, writable), str(workdir)]
@@ -146,6 +148,9 @@ def command(
             args += ["--perms", "0755", "--dir", str(parent)]
     for path in shared:
         args += ["--ro-bind", path, path]
+    for path in map(Path, hidden):
+        if any(path == Path(p) or Path(p) in path.parents for p in shared):
+            args += ["--tmpfs", str(path)]
     for device in sorted(Path("/dev").glob("nvidia*")):
         args += ["--dev-bind", str(device), str(device)]
     for path in [*writable, workdir]:
@@ -163,10 +168,13 @@ def kernelspec(course: Path, workdir: Path, shared: list[Path], writable: list[P
     uid = random.randint(200_000, 2_000_000_000) if os.geteuid() == 0 else -1
     sockets = course / ".kernel"
     sockets.mkdir(exist_ok=True)
+    library = kernel_library(course / ".kernel-lib")
     env = {"HOME": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib", "TORCH_HOME": "/tmp/torch", "XDG_CACHE_HOME": "/tmp/cache"}
+    env["PYTHONPATH"] = str(library)
+    package = Path(__file__).resolve().parent  # the grader itself: its checks never in the kernel's reach
     launch = [sys.executable, "-c", LAUNCH, str(uid), str(limits.processes), str(limits.memory_mb << 20), str(limits.file_mb << 20)]
     argv = [
-        *command(bwrap(), workdir, [sys.prefix, sys.base_prefix, *shared], [sockets, *writable], limits, env),
+        *command(bwrap(), workdir, [sys.prefix, sys.base_prefix, library, *shared], [sockets, *writable], limits, env, [package]),
         *launch, str(workdir), str(sockets), *map(str, writable), "--",
         "-m", "ipykernel_launcher", "-f", "{connection_file}",
     ]  # fmt: skip
@@ -178,6 +186,16 @@ def kernelspec(course: Path, workdir: Path, shared: list[Path], writable: list[P
         f"c.KeepWhatRan.output_limit = {limits.output_kb << 10}",
     ])  # fmt: skip
     return spec, {"JUPYTER_PATH": str(course / ".jupyter"), "JUPYTER_RUNTIME_DIR": str(sockets)}, config
+
+
+def kernel_library(folder: Path) -> Path:
+    """A folder whose ``grader`` package holds ``grader.evidence`` alone: all of the grader a hidden test
+    may import in the sandbox (it records outputs; the checks run in the judge)."""
+    package = folder / "grader"
+    package.mkdir(parents=True, exist_ok=True)
+    (package / "__init__.py").write_text('"""The part of the grader a sandboxed kernel sees: grader.evidence."""\n')
+    shutil.copyfile(Path(__file__).with_name("evidence.py"), package / "evidence.py")
+    return folder
 
 
 def write_kernelspec(course: Path, spec: dict) -> None:

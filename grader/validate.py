@@ -1,13 +1,12 @@
 """Run a notebook top to bottom with nbclient and check it both ways.
 
-The source must pass: no cell errors, no stderr other than warnings in a test cell (nbgrader scores that 0).
+The source must pass: no cell errors (stderr costs nothing: nbgrader_config.py drops it before scoring).
 The release must fail: every graded test errors, answer cells raise only NotImplementedError.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -25,8 +24,6 @@ from .paths import DATA_ENV, REPO, SCRATCH, default_data_root, default_mirror, l
 
 CELL_TIMEOUT = 600
 """Seconds per cell, as ``c.Execute.timeout`` in nbgrader_config.py."""
-IGNORED_STDERR = re.compile(r"\w*Warning: ")
-"""Stderr that nbgrader drops before scoring (``c.IgnorePattern.pattern`` in nbgrader_config.py): warnings."""
 KERNEL = "python3"
 TIMEOUT_ERROR = {"ename": "CellTimeoutError", "evalue": "", "traceback": ["CellTimeoutError: cell ran past the limit"]}
 COPY_IGNORE = shutil.ignore_patterns(*SCRATCH)
@@ -43,8 +40,6 @@ class CellRun:
     points: float
     error: str | None
     """ename of the error the cell raised, if any."""
-    stderr: bool
-    """Whether the cell wrote to stderr something other than a warning (nbgrader scores that 0)."""
     shows_value: bool
     """Whether the cell has an execute_result (nbgrader reads that as partial credit)."""
 
@@ -87,9 +82,6 @@ def cell_run(index: int, cell) -> CellRun:
         test=notebooks.is_test(cell),
         points=notebooks.points(cell),
         error=errors[0] if errors else None,
-        stderr=any(
-            o.output_type == "stream" and o.name == "stderr" and not IGNORED_STDERR.search(o.text) for o in outputs
-        ),
         shows_value=any(o.output_type == "execute_result" for o in outputs),
     )
 
@@ -135,7 +127,6 @@ def cell_seconds(nb: NotebookNode) -> list[tuple[float, int, str]]:
 def source_problems(run: Run) -> list[str]:
     """Why a source run is not a passing reference ([] if it is)."""
     problems = [f"{c.name}: raised {c.error}" for c in run.cells if c.error]
-    problems += [f"{c.name}: test wrote to stderr (nbgrader scores it 0)" for c in run.cells if c.test and c.stderr]
     problems += [
         f"{c.name}: test cell shows a value (nbgrader reads it as partial credit)"
         for c in run.cells
@@ -158,7 +149,7 @@ def release_problems(run: Run) -> list[str]:
 
 
 def check_source(nb_path: Path, data_root: Path | None = None) -> Check:
-    """Execute a source notebook; problems if anything errors or a test writes to stderr."""
+    """Execute a source notebook; problems if anything errors."""
     run = execute(nb_path, data_root)
     return Check(run, source_problems(run))
 

@@ -19,6 +19,7 @@ import hashlib
 import multiprocessing
 import os
 import re
+import runpy
 import signal
 import subprocess
 import sys
@@ -32,7 +33,7 @@ from typing import Callable
 from .paths import DATA_ENV
 from .sandbox import Limits
 
-GRADING_VERSION = "2"
+GRADING_VERSION = "3"
 """Part of every assignment digest: bump it when a change to the steps changes grades."""
 EXCEPTION_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception|Exit)): (.+)$")
 GENERIC = ("There was an error processing", "Please see the the above traceback", "Did you mean")
@@ -165,7 +166,10 @@ class Result:
     error: str | None = None
     notes: list[str] = field(default_factory=list)
     """What was repaired or happened on the way, in words for the instructor (renamed notebook, dead kernel)."""
+    flagged: list[str] = field(default_factory=list)
+    """Test cells that passed in the kernel and failed the judge (``grader.judge``): likely tampering."""
     seconds: float = 0.0
+    judge_seconds: float = 0.0
     attempts: int = 1
     log: str = ""
 
@@ -292,6 +296,10 @@ def prepare_kernel(ctx: Context) -> None:
     startup = ctx.course / ".ipython" / "profile_default" / "startup" / "00-grader.py"
     startup.parent.mkdir(parents=True)
     startup.write_text(STARTUP.format(seed=ctx.settings.seed, threads=ctx.settings.threads))
+    from .evidence import ENV
+
+    (ctx.course / ".evidence").mkdir()
+    ctx.env[ENV] = str(ctx.course / ".evidence")
 
 
 def sandbox(ctx: Context) -> None:
@@ -303,7 +311,7 @@ def sandbox(ctx: Context) -> None:
     data = kernel_env(ctx).get(DATA_ENV)
     try:
         spec, env, config = box.kernelspec(
-            ctx.course, ctx.autograded, [Path(data)] if data else [], [ctx.course / ".ipython"], ctx.settings.limits
+            ctx.course, ctx.autograded, [Path(data)] if data else [], [ctx.course / ".ipython", ctx.course / ".evidence"], ctx.settings.limits
         )  # fmt: skip
     except box.SandboxUnavailable as exc:
         raise SubmissionError(str(exc))
@@ -334,16 +342,18 @@ def die_with_parent() -> None:
         pass
 
 
-PRELOAD = ["nbgrader.apps", "grader.worker", "grader.preprocessors"]
-"""Imported once per worker by the fork server, not once per submission (about 2.4 s of CPU)."""
+PRELOAD = ["nbgrader.apps", "grader.worker", "grader.preprocessors", "grader.judge", "torch", "torchvision", "matplotlib.pyplot"]
+"""Imported once per worker by the fork server, not once per submission (nbgrader alone: about 2.4 s
+of CPU; torch and what lessons import, for the judge: as much again)."""
 
 
-def nbgrader_processes():
-    """A multiprocessing context whose processes start with nbgrader already imported.
+def fork_server():
+    """A multiprocessing context whose processes start with ``PRELOAD`` already imported.
 
     The fork server is a single-threaded process that imports ``PRELOAD`` once and forks a fresh
-    child for every submission, so each ``nbgrader autograde`` still runs in a process of its own
-    without paying for Python's imports again. Where there is no fork server (Windows), spawn.
+    child for every submission, so each ``nbgrader autograde`` and each judge still runs in a
+    process of its own, in which no student code has run, without paying for Python's imports
+    again. Where there is no fork server (Windows), spawn.
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
@@ -352,8 +362,8 @@ def nbgrader_processes():
     return context
 
 
-def run_nbgrader(argv: list[str], env: dict[str, str], cwd: str, log: str) -> None:
-    """In a fresh child: its own session, the kernel's environment, output to ``log``; then nbgrader."""
+def run_module(module: str, argv: list[str], env: dict[str, str], cwd: str, log: str) -> None:
+    """In a fresh child: its own session, the given environment, output to ``log``; then ``python -m module argv``."""
     os.setsid()
     if sys.platform == "linux":
         die_with_parent()
@@ -364,19 +374,18 @@ def run_nbgrader(argv: list[str], env: dict[str, str], cwd: str, log: str) -> No
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
-    from nbgrader.apps.nbgraderapp import NbGraderApp
+    sys.argv = [module, *argv]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
 
-    NbGraderApp.launch_instance(argv=argv)
 
-
-def start_nbgrader(argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> tuple[int, Callable[[float | None], int | None]]:
-    """Start nbgrader in a session of its own; return ``wait(timeout) -> exit code, None if still running``.
+def start_module(module: str, argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> tuple[int, Callable[[float | None], int | None]]:
+    """Start ``python -m module argv`` in a session of its own; return ``wait(timeout) -> exit code, None if still running``.
 
     Forked from the fork server where this process may have children; as a fresh interpreter
     otherwise (a daemonic process, such as a Dask worker with ``distributed.worker.daemon``).
     """
     if not multiprocessing.current_process().daemon:
-        proc = nbgrader_processes().Process(target=run_nbgrader, args=(argv, env, str(cwd), str(log)), daemon=True)
+        proc = fork_server().Process(target=run_module, args=(module, argv, env, str(cwd), str(log)), daemon=True)
         proc.start()
 
         def wait(timeout: float | None) -> int | None:
@@ -386,7 +395,7 @@ def start_nbgrader(argv: list[str], env: dict[str, str], cwd: Path, log: Path) -
         return proc.pid, wait
     with open(log, "wb") as out:
         popen = subprocess.Popen(
-            [sys.executable, "-m", "nbgrader", *argv], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", module, *argv], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent if sys.platform == "linux" else None,
         )  # fmt: skip
 
@@ -399,6 +408,22 @@ def start_nbgrader(argv: list[str], env: dict[str, str], cwd: Path, log: Path) -
     return popen.pid, wait_popen
 
 
+def run_to_end(module: str, argv: list[str], env: dict[str, str], cwd: Path, log: Path, timeout: float) -> tuple[int | None, str]:
+    """``start_module`` and wait: (exit code, None if it ran past ``timeout``; the end of its output).
+    The whole session is killed after."""
+    pid, wait = start_module(module, argv, env, cwd, log)
+    try:
+        code = wait(timeout)
+    finally:
+        # The whole session goes: the process, a kernel it started, and anything that left running.
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        wait(None)
+    return code, log.read_text(errors="replace")[-20000:] if log.is_file() else ""
+
+
 def execute(ctx: Context) -> None:
     """Run ``nbgrader autograde`` for the one student, in its own session, within the time limit."""
     argv = [
@@ -409,20 +434,9 @@ def execute(ctx: Context) -> None:
     ]  # fmt: skip
     config = ctx.assignment.config + COURSE_CONFIG + "\n".join(ctx.config).encode() + b"\n"
     (ctx.course / "nbgrader_config.py").write_bytes(config)
-    log = ctx.course / "nbgrader.log"
-    pid, wait = start_nbgrader(argv, kernel_env(ctx), ctx.course, log)
-    try:
-        code = wait(ctx.settings.submission_timeout)
-        if code is None:
-            raise SubmissionError(f"timed out after {ctx.settings.submission_timeout:g} s")
-    finally:
-        # The whole session goes: nbgrader, its kernel, and anything the kernel left running.
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        wait(None)
-        ctx.result.log = log.read_text(errors="replace")[-20000:] if log.is_file() else ""
+    code, ctx.result.log = run_to_end("nbgrader", argv, kernel_env(ctx), ctx.course, ctx.course / "nbgrader.log", ctx.settings.submission_timeout)
+    if code is None:
+        raise SubmissionError(f"timed out after {ctx.settings.submission_timeout:g} s")
     if code != 0:
         raise SubmissionError(nbgrader_reason(ctx.result.log, code))
     from .preprocessors import KERNEL_DIED, OUTPUT_DROPPED
@@ -455,13 +469,20 @@ def read_grades(ctx: Context) -> None:
             ctx.result.notebooks[nb.name] = grades
 
 
+def judge(ctx: Context) -> None:
+    """Decide every checked test cell from the recorded evidence, outside the kernel (``grader.judge``)."""
+    from .judge import decide
+
+    decide(ctx)
+
+
 def collect_autograded(ctx: Context) -> None:
     """The autograded folder (executed notebooks and the files they wrote), as bytes."""
     ctx.result.files = read_tree(ctx.autograded) if ctx.autograded.is_dir() else {}
 
 
 Step = Callable[[Context], None]
-STEPS: tuple[Step, ...] = (repair, write_course, prepare_kernel, sandbox, execute, read_grades, collect_autograded)
+STEPS: tuple[Step, ...] = (repair, write_course, prepare_kernel, sandbox, execute, read_grades, judge, collect_autograded)
 """The per-submission work, in order."""
 
 

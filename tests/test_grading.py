@@ -63,7 +63,7 @@ def test_report_csv_table_png_and_html_agree_with_the_gradebook(graded_tiny) -> 
     folder = course / "reports" / TINY
     rows = list(csv.DictReader((folder / "grades.csv").open()))
     assert list(rows[0])[: len(report.EXPORT_COLUMNS)] == list(report.EXPORT_COLUMNS)
-    assert list(rows[0])[len(report.EXPORT_COLUMNS) :] == ["test_add", "test_scale", "error", "notes"]
+    assert list(rows[0])[len(report.EXPORT_COLUMNS) :] == ["test_add", "test_scale", "error", "notes", "flagged"]
     # The export columns are exactly what nbgrader export writes from the same gradebook.
     assert nbgrader("export", "--to", str(folder / "export.csv"), cwd=course).returncode == 0
     exported = {r["student_id"]: r for r in csv.DictReader((folder / "export.csv").open())}

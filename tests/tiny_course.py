@@ -70,7 +70,42 @@ def dice_notebook():
     return new_notebook(cells=cells, metadata={"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}})
 
 
-SOURCES = {"tiny": tiny_notebook, "dice": dice_notebook}
+def judged_notebook():
+    """Assignment ``judged``: the tiny answers, with hidden tests that record evidence for the judge
+    (checks in ``tests/tiny_checks.py``); a locked helper cell names the checks' inputs."""
+    cells = [
+        new_code_cell(
+            "import torch\n\n\ndef check_pairs():\n    # the inputs the checks call add with\n    return [(1, 2), (-7, 7), (0.25, 0.5)]",
+            metadata=meta("helpers"),
+        ),
+        new_code_cell(
+            "def add(a, b):\n    ### BEGIN SOLUTION\n    return a + b\n    ### END SOLUTION", metadata=meta("add", solution=True)
+        ),
+        new_code_cell(
+            "# add returns the sum of its arguments\n"
+            'assert add(1, 2) == 3, "add(1, 2) should be 3"\n'
+            "### BEGIN HIDDEN TESTS\nfrom grader import evidence\n\n"
+            'evidence.check("tiny_checks:add", first=add(1, 2), sums=[add(a, b) for a, b in check_pairs()])\n'
+            "### END HIDDEN TESTS",
+            metadata=meta("test_add", grade=True, points=2),
+        ),
+        new_code_cell(
+            "def scale(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION",
+            metadata=meta("scale", solution=True),
+        ),
+        new_code_cell(
+            "# scale doubles every element of a tensor\n"
+            'assert torch.allclose(scale(torch.ones(3)), torch.full((3,), 2.0)), "scale(torch.ones(3)) should be all 2"\n'
+            "### BEGIN HIDDEN TESTS\nfrom grader import evidence\n\n"
+            'evidence.check("tiny_checks:scale", ones=scale(torch.ones(3)), doubled=scale(torch.arange(-2.0, 2.0, 0.5)))\n'
+            "### END HIDDEN TESTS",
+            metadata=meta("test_scale", grade=True, points=1),
+        ),
+    ]
+    return new_notebook(cells=cells, metadata={"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}})
+
+
+SOURCES = {"tiny": tiny_notebook, "dice": dice_notebook, "judged": judged_notebook}
 
 
 def make_course(root: Path) -> Path:

@@ -1,0 +1,75 @@
+"""The lessons' checks: one module per lesson, one function per hidden test.
+
+A check is ``function(evidence, lesson)``: ``evidence`` is what the hidden test recorded from the
+student's code (plain data, read with ``weights_only=True``), ``lesson`` the notebook's own locked
+definitions (the model class, the check helpers). It computes what it expects itself, from the
+test's seeds and inputs, and raises AssertionError with a message for the student.
+
+The same function runs in the kernel under plain ``nbgrader autograde`` (``grader.evidence``) and
+in the judge under ``grader autograde`` (``grader.judge``), where the kernel cannot import it.
+A module lists in ``DEFINITIONS`` the grade_ids of the locked cells its checks need.
+"""
+
+from __future__ import annotations
+
+import io
+
+
+def load(data: bytes | None, what: str, advice: str = "", disagree: bool = False):
+    """``torch.load(weights_only=True)`` of recorded file bytes; AssertionError saying which file, if it
+    cannot (``Disagrees`` where the test's visible part already loaded it that way)."""
+    import torch
+
+    failure = Disagrees if disagree else AssertionError
+    if data is None:
+        raise failure(f"{what} was not written.")
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise failure(f"{what} does not load with torch.load(path, weights_only=True) ({type(error).__name__}). {advice}".strip()) from None
+
+
+def truth(value, what: str) -> bool:
+    """A recorded True/False (a one-element tensor counts), or AssertionError."""
+    import torch
+
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return bool(value.item())
+    raise AssertionError(f"{what} should return True or False, not {type(value).__name__}.")
+
+
+def number(value, what: str) -> float:
+    """A recorded number (a one-element tensor counts), or AssertionError."""
+    import torch
+
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return float(value.item())
+    raise AssertionError(f"{what} should be a number, not {type(value).__name__}.")
+
+
+def same_tensors(found: dict, expected: dict, rtol: float = 1e-5, atol: float = 1e-8) -> list[str]:
+    """Names of ``expected``'s tensors that ``found`` lacks or holds with other values."""
+    import torch
+
+    differ = []
+    for name, tensor in expected.items():
+        other = found.get(name) if isinstance(found, dict) else None
+        if not isinstance(other, torch.Tensor) or other.shape != tensor.shape:
+            differ.append(name)
+        elif not torch.allclose(other.float(), tensor.float(), rtol=rtol, atol=atol):
+            differ.append(name)
+    return differ
+
+
+class Disagrees(AssertionError):
+    """The evidence contradicts an assert the kernel ran and passed: the cell's success was not the student code's doing."""
+
+
+def visible(condition, message: str) -> None:
+    """Repeat an assert of the test cell's visible part; failing it after the kernel passed it means tampering."""
+    if not condition:
+        raise Disagrees(message)

@@ -1,0 +1,91 @@
+"""What a hidden test hands to its check: the outputs of the student's code, recorded.
+
+A hidden test cell calls the student's functions on the check's inputs and passes what came out
+to ``check("module:function", name=value, ...)``. The values are turned into plain data (tensors,
+numbers, strings, bytes, lists and dicts of them) and written with ``torch.save``; the check reads
+them back with ``torch.load(weights_only=True)``, so an object that only pretends to be a value
+(an ``__eq__`` that always agrees) never reaches it.
+
+- Under ``grader autograde`` (``GRADER_EVIDENCE`` names a folder) the kernel only records: the
+  check runs later in the judge (``grader.judge``), a process in which no student code has run.
+  This module is the only part of the grader a sandboxed kernel can import, and it holds no
+  expected value.
+- Elsewhere (plain ``nbgrader autograde``, ``grader validate``) the same check runs here, at once,
+  on the same round-tripped evidence, with the notebook's own definitions: the same verdict.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import os
+import re
+import sys
+from pathlib import Path
+
+ENV = "GRADER_EVIDENCE"
+"""The folder the kernel writes evidence into while the grader's judge decides."""
+NAME = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+def check(name: str, **outputs) -> None:
+    """Record ``outputs`` for the check ``module:function``; without a judge, run the check now."""
+    import torch
+
+    if not NAME.match(name):
+        raise ValueError(f"a check is named module:function, not {name!r}")
+    evidence = {key: plain(value) for key, value in outputs.items()}
+    folder = os.environ.get(ENV)
+    if folder:
+        torch.save(evidence, Path(folder) / file_name(name))
+        return
+    buffer = io.BytesIO()
+    torch.save(evidence, buffer)
+    buffer.seek(0)
+    with torch.random.fork_rng():  # the notebook's generators go on as if no check had run
+        run(name, torch.load(buffer, weights_only=True), sys._getframe(1).f_globals)
+
+
+def run(name: str, evidence: dict, lesson: dict) -> None:
+    """Call the check ``module:function`` on the evidence and the lesson's definitions; it raises AssertionError."""
+    module, function = name.split(":")
+    getattr(importlib.import_module(module), function)(evidence, lesson)
+
+
+def file_name(name: str) -> str:
+    return name.replace(":", "--") + ".pt"
+
+
+def file(path) -> bytes | None:
+    """The bytes of a file the student's code wrote (None if there is none)."""
+    path = Path(path)
+    return path.read_bytes() if path.is_file() else None
+
+
+def files(folder, pattern: str = "*") -> dict[str, bytes]:
+    """The files matching ``pattern`` in ``folder``, name -> bytes."""
+    return {p.name: p.read_bytes() for p in sorted(Path(folder).glob(pattern)) if p.is_file()}
+
+
+def outcome(function, *args, **kwargs) -> list[str]:
+    """How a call ended: ``["returned"]``, or the names of the raised exception's classes (most specific first)."""
+    try:
+        function(*args, **kwargs)
+    except Exception as error:  # noqa: BLE001 - which exception it was is the evidence
+        return [cls.__name__ for cls in type(error).__mro__]
+    return ["returned"]
+
+
+def plain(value):
+    """``value`` as data ``torch.load(weights_only=True)`` reads: NumPy becomes Python or torch, tensors are detached copies on the CPU."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().clone()
+    if type(value).__module__ == "numpy":
+        return value.item() if hasattr(value, "item") and getattr(value, "ndim", 0) == 0 else torch.as_tensor(value)
+    if isinstance(value, dict):
+        return {plain(key): plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    return value

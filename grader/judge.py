@@ -1,0 +1,170 @@
+"""The judge: every checked test cell is decided outside the student's kernel.
+
+A hidden test names its check in the source notebook (``evidence.check("module:function", ...)``)
+and, under ``grader autograde``, only records the student's outputs into the submission's evidence
+folder. After the kernel is gone, ``decide`` runs ``python -m grader.judge`` — a fresh process in
+which no student code has run — that rebuilds the lesson's locked definitions from the source
+notebook, reads each evidence file with ``weights_only=True`` and calls the same check the kernel
+would have called. A test cell then scores its points only if it ran without an error in the kernel
+*and* the judge agrees: what the student's code did to the kernel (patched torch functions,
+always-equal objects, redefined helpers, IPython hooks, swapped builtins) cannot decide a grade.
+Stderr alone never costs a point. A cell that passed in the kernel and failed the judge scores 0 and
+is flagged for the instructor: likely tampering.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+
+from .evidence import file_name
+
+CHECK_CALL = re.compile(r"""evidence\.check\(\s*["']([A-Za-z_][\w.]*:[A-Za-z_]\w*)["']""")
+FLAG = "passed in the kernel, failed the judge (likely tampering)"
+"""How the report names a cell whose kernel run and judge disagree."""
+
+
+def checks_of(nb) -> dict[str, list[str]]:
+    """grade_id -> the checks its test cell calls, for the graded cells of a (source) notebook."""
+    found = {}
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        names = CHECK_CALL.findall(cell.source) if cell.cell_type == "code" and meta.get("grade") else []
+        if names:
+            found[meta["grade_id"]] = list(dict.fromkeys(names))
+    return found
+
+
+def definitions(nb, grade_ids: set[str]) -> dict:
+    """The namespace of the notebook's locked cells named in ``grade_ids``, executed in notebook order."""
+    namespace: dict = {"__name__": "__lesson__"}
+    with contextlib.redirect_stdout(sys.stderr):  # what the cells print is not the verdict
+        for cell in nb.cells:
+            meta = cell.metadata.get("nbgrader", {})
+            if cell.cell_type == "code" and meta.get("grade_id") in grade_ids and meta.get("locked") and not meta.get("solution"):
+                exec(compile(cell.source, f"<{meta['grade_id']}>", "exec"), namespace)  # the instructor's own cell
+    return namespace
+
+
+def verdicts(notebook: Path, evidence: Path) -> dict[str, tuple[str, bool] | None]:
+    """grade_id -> None if every check of the cell passes on the recorded evidence, else (the first
+    failure, whether it contradicts a kernel that passed the cell: no evidence, or a visible assert undone)."""
+    import importlib
+
+    import torch
+
+    from .checks import Disagrees
+    from .evidence import run
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    checks = checks_of(nb)
+    modules = {name.split(":")[0] for names in checks.values() for name in names}
+    wanted = {gid for module in modules for gid in getattr(importlib.import_module(module), "DEFINITIONS", ())}
+    lesson = definitions(nb, wanted)
+    decided: dict[str, tuple[str, bool] | None] = {}
+    for grade_id, names in checks.items():
+        decided[grade_id] = None
+        for name in names:
+            path = evidence / file_name(name)
+            if not path.is_file():
+                decided[grade_id] = ("no evidence was recorded: the test cell did not run to its end", True)
+                break
+            try:
+                recorded = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as error:  # objects that only pretend to be values (an __eq__ that always agrees)
+                decided[grade_id] = (f"your code returned something that is not plain data ({type(error).__name__})", True)
+                break
+            try:
+                if not isinstance(recorded, dict):
+                    raise Disagrees("the evidence file was replaced")
+                run(name, recorded, lesson)
+            except AssertionError as failure:
+                decided[grade_id] = (str(failure) or "a check failed", isinstance(failure, Disagrees))
+                break
+            except Exception as error:  # outputs that are not plain data, or not what the check reads
+                decided[grade_id] = (f"the outputs of your code could not be checked ({type(error).__name__}: {error})"[:500], False)
+                break
+    return decided
+
+
+def kernel_passed(cell) -> bool:
+    """The test cell ran in the kernel and raised nothing (stderr alone does not count)."""
+    return cell.get("execution_count") is not None and not any(o.get("output_type") == "error" for o in cell.get("outputs", []))
+
+
+def decide(ctx) -> None:
+    """The judge step: rescore every checked test cell of the submission from the judge's verdicts."""
+    for name, grades in ctx.result.notebooks.items():
+        source = ctx.course / "source" / ctx.assignment.name / f"{name}.ipynb"
+        graded = ctx.autograded / f"{name}.ipynb"
+        if f"{name}.ipynb" in ctx.missing or not source.is_file() or not graded.is_file():
+            continue
+        if not checks_of(nbformat.read(str(source), as_version=4)):
+            continue
+        start = time.perf_counter()
+        found = judge_in_process(ctx, source)
+        ctx.result.judge_seconds += time.perf_counter() - start
+        nb = nbformat.read(str(graded), as_version=4)
+        cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
+        for grade_id, verdict in found.items():
+            cell = cells.get(grade_id)
+            passed = cell is not None and kernel_passed(cell)
+            if passed and verdict is None:
+                grades.scores[grade_id] = grades.max_scores.get(grade_id, grades.scores.get(grade_id))
+                continue
+            grades.scores[grade_id] = 0.0
+            if passed:  # the judge's message is the cell's failure, on the feedback page too
+                failure, tampering = verdict
+                cell.outputs.append(nbformat.v4.new_output("error", ename="AssertionError", evalue=failure, traceback=[f"AssertionError: {failure}"]))
+                if tampering:
+                    ctx.result.notes.append(f"{grade_id}: {FLAG}: {failure}")
+                    ctx.result.flagged.append(grade_id)
+        nbformat.write(nb, str(graded))
+
+
+def judge_in_process(ctx, source: Path) -> dict[str, tuple[str, bool] | None]:
+    """``python -m grader.judge`` on the submission's evidence, in a process no student code has touched."""
+    from .worker import SubmissionError, kernel_env, run_to_end
+
+    workdir = ctx.course / ".judge"
+    workdir.mkdir(exist_ok=True)
+    verdict_file = workdir / "verdicts.json"
+    env = {k: v for k, v in kernel_env(ctx).items() if k not in ("GRADER_EVIDENCE", "JUPYTER_PATH", "IPYTHONDIR")}
+    argv = [str(source), str(ctx.course / ".evidence"), "--threads", str(ctx.settings.threads), "--out", str(verdict_file)]
+    limit = ctx.settings.cell_timeout * 4
+    code, log = run_to_end("grader.judge", argv, env, workdir, workdir / "judge.log", limit)
+    if code is None:
+        raise SubmissionError(f"the judge ran past {limit:g} s")
+    if code != 0 or not verdict_file.is_file():
+        raise SubmissionError(f"the judge failed: {(log.strip().splitlines() or ['exit code %s' % code])[-1]}"[:300])
+    found = json.loads(verdict_file.read_text())
+    return {grade_id: tuple(verdict) if verdict else None for grade_id, verdict in found.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grader.judge", description="decide a notebook's checked test cells from recorded evidence")
+    parser.add_argument("notebook", type=Path, help="the source notebook (its test cells name the checks)")
+    parser.add_argument("evidence", type=Path, help="the folder the kernel recorded evidence into")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, help="write the verdicts here as JSON (default: print them)")
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    found = json.dumps(verdicts(args.notebook, args.evidence))
+    if args.out:
+        args.out.write_text(found)
+    else:
+        print(found)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Grades no student code can forge: on the tiny course's ``judged`` assignment (checks in
+``tests/tiny_checks.py``), every class of kernel trick — an IPython hook, swallowed exceptions,
+patched torch functions, swapped builtins, always-equal objects, a redefined check helper —
+added to wrong answers scores what the wrong answers alone score, and added to blank answers
+scores 0; the judge flags the cells a trick made pass in the kernel; stderr alone costs nothing;
+plain ``nbgrader autograde`` gives the untricked submissions the same scores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from commands import nbgrader
+from tiny_course import judged_notebook, make_course, submit
+
+from grader import autograde, gradebook, report, tricks
+from grader.judge import FLAG, checks_of
+
+JUDGED = "judged"
+FULL = {"test_add": 2.0, "test_scale": 1.0}
+ZERO = {"test_add": 0.0, "test_scale": 0.0}
+BLANK = "raise NotImplementedError()"
+CORRECT_ADD, CORRECT_SCALE = "return a + b", "return 2 * x"
+WARNS = "import sys, warnings\n    warnings.warn('add is deprecated', FutureWarning)\n    print('working', file=sys.stderr)\n    return a + b"
+WRONG_SCALE = {"answers": (CORRECT_ADD, "return 3 * x"), "scores": {"test_add": 2.0, "test_scale": 0.0}}
+"""Fails the visible allclose assert."""
+WRONG_ADD = {"answers": ("return abs(a) + abs(b)", CORRECT_SCALE), "scores": {"test_add": 0.0, "test_scale": 1.0}}
+"""Passes the visible assert, fails the hidden check (negative numbers)."""
+TARGETED = {
+    "always-equal": tricks.always_equal("add"),
+    "helper-redefined": tricks.helper_redefined("check_pairs", "return [(1, 2)]"),
+}
+
+
+def notebook(add_body: str, scale_body: str, trick: str = ""):
+    """The judged notebook with these answers; ``trick`` runs at the end of the first answer cell."""
+    nb = judged_notebook()
+    nb.cells[1].source = f"def add(a, b):\n    {add_body}\n{trick}"
+    nb.cells[3].source = f"def scale(x):\n    {scale_body}"
+    return nb
+
+
+def cases() -> dict[str, tuple[object, dict, bool]]:
+    """student -> (notebook, expected scores, whether the report must flag it)."""
+    found = {
+        "correct": (notebook(CORRECT_ADD, CORRECT_SCALE), FULL, False),
+        "correct-with-warnings": (notebook(WARNS, CORRECT_SCALE), FULL, False),
+        "blank": (notebook(BLANK, BLANK), ZERO, False),
+        "wrong-scale": (notebook(*WRONG_SCALE["answers"]), WRONG_SCALE["scores"], False),
+        "wrong-add": (notebook(*WRONG_ADD["answers"]), WRONG_ADD["scores"], False),
+    }
+    every = {**tricks.TRICKS, **TARGETED}
+    for name, code in every.items():
+        found[f"blank+{name}"] = (notebook(BLANK, BLANK, code), ZERO, name in ("ipython-hook", "always-equal"))
+    # Each trick beside the wrong answer it could hide: a visible assert it makes pass, or a value it fakes.
+    # (A custom exception handler does not hide the error from nbgrader: nothing passes, nothing to flag.)
+    for name in ("ipython-hook", "errors-swallowed", "torch-patched"):
+        found[f"wrong-scale+{name}"] = (notebook(*WRONG_SCALE["answers"], every[name]), WRONG_SCALE["scores"], name != "errors-swallowed")
+    found["wrong-add+always-equal"] = (notebook(*WRONG_ADD["answers"], every["always-equal"]), WRONG_ADD["scores"], True)
+    found["wrong-add+helper-redefined"] = (notebook(*WRONG_ADD["answers"], every["helper-redefined"]), WRONG_ADD["scores"], False)
+    found["wrong-add+builtins-swapped"] = (notebook(*WRONG_ADD["answers"], every["builtins-swapped"]), WRONG_ADD["scores"], False)
+    return found
+
+
+CASES = cases()
+
+
+@pytest.fixture(scope="module")
+def judged(tmp_path_factory: pytest.TempPathFactory):
+    """The judged class graded by the pool (sandbox and judge), and its report."""
+    course = make_course(tmp_path_factory.mktemp("judged"))
+    for student, (nb, _, _) in CASES.items():
+        submit(course, student, JUDGED, nb)
+    results = {r.student: r for r in autograde.autograde(course, JUDGED, workers=2, progress=False)}
+    return course, results, report.write(course, JUDGED)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_trick_scores_what_the_answers_alone_score(judged, case: str) -> None:
+    course, results, _ = judged
+    result = results[case]
+    assert result.error is None, f"{case}: {result.error}"
+    assert result.scores == CASES[case][1], f"{case}: {result.scores}; notes: {result.notes}"
+    assert gradebook.scores(course, JUDGED, case) == CASES[case][1]
+
+
+def test_the_report_flags_every_cell_a_trick_made_pass_in_the_kernel(judged) -> None:
+    course, results, written = judged
+    flagged = {student for student, (_, _, flag) in CASES.items() if flag}
+    assert set(written.flagged) == flagged
+    assert {s for s, r in results.items() if r.flagged} == flagged
+    assert results["wrong-scale+torch-patched"].flagged == ["test_scale"]
+    assert sorted(results["blank+ipython-hook"].flagged) == ["test_add", "test_scale"]
+    page = (course / "reports" / JUDGED / "index.html").read_text()
+    assert FLAG[1:] in page and "wrong-scale+torch-patched" in page
+    assert any(FLAG in note for note in results["wrong-scale+ipython-hook"].notes)
+
+
+def test_a_failure_the_judge_found_is_on_the_feedback_page(judged) -> None:
+    course, _, _ = judged
+    page = (course / "feedback" / "wrong-add" / JUDGED / f"{JUDGED}.html").read_text()
+    assert "it must handle negative numbers and floats" in page
+
+
+def test_the_kernel_can_import_the_recorder_but_no_check(judged) -> None:
+    """Under the sandbox the hidden tests import grader.evidence, and nothing else of the grader."""
+    course, results, _ = judged
+    probe = "import grader.evidence, importlib.util\nassert importlib.util.find_spec('grader.checks') is None, 'checks in reach'"
+    nb = notebook(CORRECT_ADD, CORRECT_SCALE)
+    nb.cells[1].source += "\n" + probe
+    submit(course, "probe", JUDGED, nb)
+    (result,) = autograde.autograde(course, JUDGED, students=["probe"], workers=1, progress=False)
+    assert result.scores == FULL, result.notes
+
+
+def test_plain_nbgrader_gives_untricked_submissions_the_same_scores(judged, tmp_path: Path) -> None:
+    """Without the grader, each hidden test runs its check in the kernel: the same verdicts."""
+    _, results, _ = judged
+    plain = make_course(tmp_path / "plain")
+    honest = [s for s in CASES if "+" not in s]
+    for student in honest:
+        submit(plain, student, JUDGED, CASES[student][0])
+    assert nbgrader("generate_assignment", JUDGED, "--force", cwd=plain).returncode == 0
+    assert nbgrader("autograde", JUDGED, "--force", cwd=plain).returncode == 0  # tiny_checks: on PYTHONPATH (conftest)
+    assert {s: gradebook.scores(plain, JUDGED, s) for s in honest} == {s: results[s].scores for s in honest}
+
+
+def test_checks_are_named_in_the_source_test_cells() -> None:
+    assert checks_of(judged_notebook()) == {"test_add": ["tiny_checks:add"], "test_scale": ["tiny_checks:scale"]}
+
+
+class Agreeable(float):
+    """A number equal to anything."""
+
+    def __eq__(self, other):
+        return True
+
+    __hash__ = float.__hash__
+
+
+def test_evidence_that_is_not_plain_data_never_reaches_a_check(tmp_path: Path) -> None:
+    """An object that only pretends to be a value fails weights_only loading, before any check sees it."""
+    import torch
+
+    from grader import evidence
+    from grader.judge import verdicts
+
+    source = tmp_path / "judged.ipynb"
+    nbformat.write(judged_notebook(), str(source))
+    torch.save({"first": Agreeable(3), "sums": [Agreeable(0)] * 3}, tmp_path / evidence.file_name("tiny_checks:add"))
+    doubled = {"ones": torch.full((3,), 2.0), "doubled": torch.arange(-2.0, 2.0, 0.5) * 2}
+    torch.save(doubled, tmp_path / evidence.file_name("tiny_checks:scale"))
+    found = verdicts(source, tmp_path)
+    assert found["test_scale"] is None
+    assert found["test_add"][1] is True and "not plain data" in found["test_add"][0]

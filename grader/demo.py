@@ -2,7 +2,8 @@
 
 Students: ``reference`` (the source, solutions included), ``blank`` (the release unchanged),
 one per ``grader.misconceptions.MISCONCEPTIONS[assignment]`` entry (the reference with one
-solution cell edited), for the lessons in ``REPAIRED``, the reference as students' tools mangle
+solution cell edited, some with a kernel trick added), for the lessons in ``BLANK_TRICKED`` the
+release with a trick (0 expected), for the lessons in ``REPAIRED``, the reference as students' tools mangle
 it (``grader.mangle``; full marks expected), and ``broken-notebook`` (not JSON: scored 0, with a
 note). Expected scores are per test cell.
 """
@@ -17,7 +18,7 @@ from typing import Callable, Sequence
 import nbformat
 from nbgrader.api import MissingEntry
 
-from . import gradebook, mangle, notebooks, report
+from . import gradebook, mangle, notebooks, report, tricks
 from .autograde import autograde_many, format_table
 from .data import DatasetError, stage
 from .misconceptions import MISCONCEPTIONS, Misconception
@@ -38,6 +39,10 @@ REPAIRED: dict[str, dict[str, Callable]] = {
 """Submissions of the reference solution that a Colab save, a metadata-stripping editor or a
 student's rearranging has mangled; the grader must repair them to full marks."""
 BROKEN_TEXT = '{"cells": [ this is not a notebook\n'
+BLANK_TRICKED: dict[str, dict[str, str]] = {
+    "saving-and-loading": {"blank+ipython-hook": tricks.IPYTHON_HOOK, "blank+torch-patched": tricks.TORCH_PATCHED},
+}
+"""The release notebook with a trick (``grader.tricks``) in its first answer cell: every test scores 0."""
 
 
 class DemoError(ValueError):
@@ -51,7 +56,10 @@ def misconceptions_for(assignment: str, given: Sequence[Misconception] | None = 
 
 def students(assignment: str, misconceptions: Sequence[Misconception] | None = None) -> list[str]:
     """Student ids of the demo class for a lesson."""
-    ids = [REFERENCE, BLANK, *(m.student for m in misconceptions_for(assignment, misconceptions)), *REPAIRED.get(assignment, {}), BROKEN]
+    ids = [
+        REFERENCE, BLANK, *(m.student for m in misconceptions_for(assignment, misconceptions)),
+        *REPAIRED.get(assignment, {}), *BLANK_TRICKED.get(assignment, {}), BROKEN,
+    ]  # fmt: skip
     duplicates = sorted({s for s in ids if ids.count(s) > 1})
     if duplicates:
         raise DemoError(f"{assignment}: student ids used twice: {', '.join(duplicates)}")
@@ -71,6 +79,8 @@ def apply_edits(nb, m: Misconception):
             if count != 1:
                 raise DemoError(f"{m.student}: cell {grade_id!r} contains {old!r} {count} times, expected exactly once")
             cell.source = cell.source.replace(old, new)
+    if m.trick:
+        cells[m.cell].source += "\n" + m.trick
     return nb
 
 
@@ -91,6 +101,10 @@ def build(course_dir: Path, assignment: str, misconceptions: Sequence[Misconcept
         folder.mkdir(parents=True)
     notebooks.write(reference, submission_path(course_dir, REFERENCE, assignment))
     shutil.copy(release_notebook(assignment, course_dir), submission_path(course_dir, BLANK, assignment))
+    for student, trick in BLANK_TRICKED.get(assignment, {}).items():
+        tricked = notebooks.read(release_notebook(assignment, course_dir))
+        next(c for c in tricked.cells if notebooks.is_solution(c)).source += "\n" + trick
+        notebooks.write(tricked, submission_path(course_dir, student, assignment))
     for student, nb in built.items():
         notebooks.write(nb, submission_path(course_dir, student, assignment))
     submission_path(course_dir, BROKEN, assignment).write_text(BROKEN_TEXT)
@@ -113,7 +127,7 @@ def expected_scores(
     full = notebooks.test_points(notebooks.read(source_notebook(assignment, course_dir)))
     if student == REFERENCE or student in REPAIRED.get(assignment, {}):
         return full
-    if student in (BLANK, BROKEN):
+    if student in (BLANK, BROKEN, *BLANK_TRICKED.get(assignment, {})):
         return {gid: 0.0 for gid in full}
     by_student = {m.student: m for m in ms}
     if student not in by_student:

@@ -12,7 +12,9 @@ the submission fails and names the cell.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from . import tricks
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,8 @@ class Misconception:
     """Test cells it loses only where CUDA is present (a device bug that a CPU cannot show)."""
     more_cells: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
     """(grade_id, edits) of further solution cells the same submission changes."""
+    trick: str = ""
+    """Code appended to ``cell`` that tampers with the kernel (``grader.tricks``): it must not change the scores."""
 
     def cell_edits(self) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
         """(grade_id, edits) of every cell the submission changes, ``cell`` first."""
@@ -402,8 +406,24 @@ FASHION_MNIST_PROJECT_CORRECT = (
     ),
 )
 
+def tricked(m: Misconception, name: str, code: str) -> Misconception:
+    """``m`` with a kernel trick in its answer cell: it must lose exactly what ``m`` loses."""
+    return replace(m, student=f"{m.student}+{name}", description=f"{m.description}, and {name}", trick=code)
+
+
+SAVING_AND_LOADING_TRICKED = tuple(
+    tricked(next(m for m in SAVING_AND_LOADING if m.student == student), name, tricks.TRICKS[name])
+    for student, name in (
+        ("strict-false", "ipython-hook"),  # its hidden failure: nothing to hide in the kernel
+        ("no-eval-after-load", "ipython-hook"),  # its visible failure, hidden by the hook
+        ("whole-model-pickle", "torch-patched"),
+        ("last-not-best", "builtins-swapped"),  # the check's abs(...) < 1e-5 comparisons
+    )
+)
+"""Misconceptions with a trick added (``grader.tricks``): each scores what the misconception alone scores."""
+
 MISCONCEPTIONS: dict[str, tuple[Misconception, ...]] = {
-    "saving-and-loading": SAVING_AND_LOADING + SAVING_AND_LOADING_CORRECT,
+    "saving-and-loading": SAVING_AND_LOADING + SAVING_AND_LOADING_CORRECT + SAVING_AND_LOADING_TRICKED,
     "gpu-training": GPU_TRAINING + GPU_TRAINING_CORRECT,
     "fashion-mnist-project": FASHION_MNIST_PROJECT + FASHION_MNIST_PROJECT_CORRECT,
 }

@@ -49,3 +49,14 @@ def test_mangled_reference_keeps_full_marks_and_says_what_was_repaired(lesson: s
         result = graded_demo_class[lesson][student]
         assert result.error is None and result.total == result.max_total, (student, result.error, result.scores)
         assert result.notes, f"{student}: repaired without a note saying so"
+
+
+def test_only_tricks_are_flagged_and_a_hidden_failure_is_flagged(lesson: str, graded_demo_class: dict) -> None:
+    """No honest submission is ever flagged; a trick that made failing cells pass in the kernel is."""
+    results = graded_demo_class[lesson]
+    flagged = {student: r.flagged for student, r in results.items() if r.flagged}
+    assert all("+" in student for student in flagged), flagged
+    if "blank+ipython-hook" in results:
+        blank = results["blank+ipython-hook"]
+        assert sorted(blank.flagged) == sorted(blank.max_scores), blank.flagged
+        assert flagged.get("no-eval-after-load+ipython-hook") == ["test_loaded_model_in_eval_mode"], flagged

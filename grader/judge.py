@@ -53,7 +53,7 @@ def definitions(nb, grade_ids: set[str]) -> dict:
     return namespace
 
 
-def verdicts(notebook: Path, evidence: Path) -> dict[str, tuple[str, bool] | None]:
+def verdicts(notebook: Path, evidence: Path, submission: Path | None = None) -> dict[str, tuple[str, bool] | None]:
     """grade_id -> None if every check of the cell passes on the recorded evidence, else (the first
     failure, whether it contradicts a kernel that passed the cell: no evidence, or a visible assert undone)."""
     import importlib
@@ -68,6 +68,9 @@ def verdicts(notebook: Path, evidence: Path) -> dict[str, tuple[str, bool] | Non
     modules = {name.split(":")[0] for names in checks.values() for name in names}
     wanted = {gid for module in modules for gid in getattr(importlib.import_module(module), "DEFINITIONS", ())}
     lesson = definitions(nb, wanted)
+    # The student's code as submitted, as IPython's input history (``In``) holds it in a kernel: read, never run here.
+    submitted = nbformat.read(str(submission), as_version=4) if submission else nb
+    lesson["In"] = ["", *(c.source for c in submitted.cells if c.cell_type == "code")]
     decided: dict[str, tuple[str, bool] | None] = {}
     for grade_id, names in checks.items():
         decided[grade_id] = None
@@ -137,7 +140,11 @@ def judge_in_process(ctx, source: Path) -> dict[str, tuple[str, bool] | None]:
     workdir.mkdir(exist_ok=True)
     verdict_file = workdir / "verdicts.json"
     env = {k: v for k, v in kernel_env(ctx).items() if k not in ("GRADER_EVIDENCE", "JUPYTER_PATH", "IPYTHONDIR")}
-    argv = [str(source), str(ctx.course / ".evidence"), "--threads", str(ctx.settings.threads), "--out", str(verdict_file)]
+    env["GRADER_SANDBOX"] = "1" if ctx.settings.sandbox else "0"  # where a check must run student code
+    argv = [
+        str(source), str(ctx.course / ".evidence"), "--submission", str(ctx.autograded / source.name),
+        "--threads", str(ctx.settings.threads), "--out", str(verdict_file),
+    ]  # fmt: skip
     limit = ctx.settings.cell_timeout * 4
     code, log = run_to_end("grader.judge", argv, env, workdir, workdir / "judge.log", limit)
     if code is None:
@@ -152,13 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grader.judge", description="decide a notebook's checked test cells from recorded evidence")
     parser.add_argument("notebook", type=Path, help="the source notebook (its test cells name the checks)")
     parser.add_argument("evidence", type=Path, help="the folder the kernel recorded evidence into")
+    parser.add_argument("--submission", type=Path, help="the graded notebook: the student's code, as text (default: the source's)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, help="write the verdicts here as JSON (default: print them)")
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
-    found = json.dumps(verdicts(args.notebook, args.evidence))
+    found = json.dumps(verdicts(args.notebook, args.evidence, args.submission))
     if args.out:
         args.out.write_text(found)
     else:

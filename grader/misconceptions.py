@@ -422,9 +422,47 @@ SAVING_AND_LOADING_TRICKED = tuple(
 )
 """Misconceptions with a trick added (``grader.tricks``): each scores what the misconception alone scores."""
 
+LOOKS_UP_TEST_IMAGES = """
+# the test set's answers, stored in the checkpoint: the model looks each test image up
+model.keys.copy_(test_images.flatten(1).sum(dim=1).to(model.keys.device))
+model.answers.copy_(test_labels.to(model.answers.device))
+best = torch.load(BEST_CHECKPOINT, map_location=device, weights_only=True)
+best["model_state_dict"] = model.state_dict()
+torch.save(best, BEST_CHECKPOINT)
+"""
+FASHION_MNIST_PROJECT_TRICKED = (
+    replace(
+        next(m for m in FASHION_MNIST_PROJECT if m.student == "under-trained"),
+        student="under-trained+looks-up-test-images",
+        description="an under-trained model that looks the test images up in a table of the test set's labels",
+        more_cells=(
+            (
+                "model_definition",
+                (
+                    (
+                        "            nn.Linear(hidden2, 10),\n        )\n",
+                        "            nn.Linear(hidden2, 10),\n        )\n"
+                        '        self.register_buffer("keys", torch.zeros(10000))\n'
+                        '        self.register_buffer("answers", torch.zeros(10000, dtype=torch.long))\n',
+                    ),
+                    (
+                        "        return self.layers(x)\n",
+                        "        logits = self.layers(x)\n"
+                        "        match = (x.flatten(1).sum(dim=1)[:, None] - self.keys[None]).abs() < 1e-3\n"
+                        "        looked_up = nn.functional.one_hot(self.answers[match.float().argmax(dim=1)], 10).float() * 100\n"
+                        "        return torch.where(match.any(dim=1)[:, None], looked_up, logits)\n",
+                    ),
+                ),
+            ),
+        ),
+        trick=LOOKS_UP_TEST_IMAGES,
+    ),
+)
+"""A model that looks test images up: it scores what the under-trained model alone scores."""
+
 MISCONCEPTIONS: dict[str, tuple[Misconception, ...]] = {
     "saving-and-loading": SAVING_AND_LOADING + SAVING_AND_LOADING_CORRECT + SAVING_AND_LOADING_TRICKED,
     "gpu-training": GPU_TRAINING + GPU_TRAINING_CORRECT,
-    "fashion-mnist-project": FASHION_MNIST_PROJECT + FASHION_MNIST_PROJECT_CORRECT,
+    "fashion-mnist-project": FASHION_MNIST_PROJECT + FASHION_MNIST_PROJECT_CORRECT + FASHION_MNIST_PROJECT_TRICKED,
 }
 """Every lesson's edited submissions: its misconceptions, then its correct variants (``loses`` empty)."""

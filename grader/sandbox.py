@@ -40,7 +40,7 @@ owned, kernel = sys.argv[5:split], sys.argv[split + 1:]
 for limit, value in ((resource.RLIMIT_NPROC, processes), (resource.RLIMIT_DATA, memory), (resource.RLIMIT_FSIZE, file_size), (resource.RLIMIT_CORE, 0)):
     resource.setrlimit(limit, (value, value))
 if uid >= 0:
-    for top in [*owned, kernel[kernel.index("-f") + 1]]:
+    for top in [*owned, *(kernel[i + 1] for i, arg in enumerate(kernel[:-1]) if arg == "-f")]:  # and a kernel's connection file
         os.lchown(top, uid, uid)
         for root, dirs, files in os.walk(top):
             for name in dirs + files:
@@ -186,6 +186,23 @@ def kernelspec(course: Path, workdir: Path, shared: list[Path], writable: list[P
         f"c.KeepWhatRan.output_limit = {limits.output_kb << 10}",
     ])  # fmt: skip
     return spec, {"JUPYTER_PATH": str(course / ".jupyter"), "JUPYTER_RUNTIME_DIR": str(sockets)}, config
+
+
+def run_python(argv: list[str], workdir: Path, limits: Limits, timeout: float):
+    """``python argv`` in the sandbox, in ``workdir`` (its only writable folder besides /tmp, and where it
+    reads and writes its files); no data, no grader, no network, no stdio. Returns the CompletedProcess
+    (bwrap's own errors on stderr). For student code that must run for a verdict."""
+    import subprocess
+
+    uid = random.randint(200_000, 2_000_000_000) if os.geteuid() == 0 else -1
+    env = {"HOME": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib", "TORCH_HOME": "/tmp/torch", "PYTHONPATH": ""}
+    hidden = [Path(__file__).resolve().parent]
+    launch = [sys.executable, "-c", LAUNCH, str(uid), str(limits.processes), str(limits.memory_mb << 20), str(limits.file_mb << 20)]
+    command_line = [
+        *command(bwrap(), workdir, [sys.prefix, sys.base_prefix], [], limits, env, hidden),
+        *launch, str(workdir), "--", *argv,
+    ]  # fmt: skip
+    return subprocess.run(command_line, capture_output=True, text=True, timeout=timeout)
 
 
 def kernel_library(folder: Path) -> Path:

@@ -157,9 +157,10 @@ def submit_class(course: Path, students=CLASS) -> dict:
 
 
 def killer(times: str):
-    """A correct submission that asks ``WorkerKiller`` to kill its worker ``times`` ("once" or "always")."""
+    """A correct submission that asks ``WorkerKiller`` to kill its worker ``times`` ("once" or "always"),
+    and waits long enough to be killed (the killer looks ten times a second); once spared, it goes on."""
     nb = answered()
-    nb.cells[1].source += f"\nimport pathlib, time\npathlib.Path('kill-my-worker-{times}').touch()\ntime.sleep(60)"
+    nb.cells[1].source += f"\nimport pathlib, time\npathlib.Path('kill-my-worker-{times}').touch()\ntime.sleep(10)"
     return nb
 
 

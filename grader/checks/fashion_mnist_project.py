@@ -1,0 +1,152 @@
+"""Checks of lesson 3, the Fashion-MNIST project: the saved checkpoint's test accuracy.
+
+The student's model class has to run for this verdict. It runs in a process of its own (in the
+sandbox when the judge runs it), from the notebook's own code, with the test images and never their
+labels, and it returns predictions only; the check counts the correct ones. A model earns accuracy
+points only if it classifies: its accuracy must hold when the images get noise far below one grey
+level (a model that looks the test images up collapses), and must fall when its parameters and
+buffers start afresh (a model that does not depend on its trained state is not the one trained).
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import torch
+
+from . import Disagrees, load, visible
+
+DEFINITIONS = ("setup", "data")
+"""The locked cells the checks use: the test images and labels."""
+SANDBOX_ENV = "GRADER_SANDBOX"
+"""Set to 1 by the judge when the student's model must run in the sandbox."""
+NOISE = 0.1 / 255 / 0.3530
+"""A tenth of one grey level, in the notebook's normalised units."""
+PREDICT = '''\
+import sys, traceback
+try:
+    import torch
+    namespace = {"__name__": "__student__"}
+    exec(compile(open("model.py").read(), "<your notebook>", "exec"), namespace)
+    checkpoint = torch.load("checkpoint.pth", map_location="cpu", weights_only=True)
+    torch.manual_seed(int(sys.argv[2]))
+    model = namespace["FashionModel"](**checkpoint["model_config"])
+    if sys.argv[1] == "trained":
+        model.load_state_dict(checkpoint["model_state_dict"])
+    model.eval()
+    images = torch.load("images.pt", weights_only=True)
+    with torch.no_grad():
+        predictions = torch.cat([model(images[i:i + 1000]).argmax(dim=1) for i in range(0, len(images), 1000)])
+    torch.save(predictions.to(torch.long).cpu(), "predictions.pt")
+except BaseException:
+    open("error.txt", "w").write(traceback.format_exc()[-1500:])
+'''
+_cache: dict[tuple, torch.Tensor] = {}
+
+
+def model_source(cells: list[str]) -> str:
+    """The notebook's imports, then what the last cell defining ``class FashionModel`` defines (its imports,
+    classes, functions and assignments, in order): what rebuilds the model in a fresh process."""
+
+    def top_level(source: str) -> list:
+        lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
+        try:
+            return ast.parse("\n".join(lines)).body
+        except SyntaxError:
+            return []
+
+    def guarded(node) -> str:  # a statement that may fail alone without stopping the rebuild
+        return "try:\n" + textwrap.indent(ast.unparse(node), "    ") + "\nexcept Exception:\n    pass"
+
+    model_cells = [c for c in cells if any(isinstance(n, ast.ClassDef) and n.name == "FashionModel" for n in top_level(c))]
+    visible(model_cells, "No cell defining `class FashionModel` was found: define it at the top level of the Step 6 cell.")
+    imports = [guarded(n) for c in cells for n in top_level(c) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    body = []
+    for node in top_level(model_cells[-1]):
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body.append(ast.unparse(node))
+        elif isinstance(node, (ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            body.append(guarded(node))
+    return "\n".join(["import torch, torch.nn as nn, torch.nn.functional as F", *dict.fromkeys(imports), *body])
+
+
+def predictions(source: str, checkpoint: bytes, images: torch.Tensor, variant: str) -> torch.Tensor:
+    """The student's model's class predictions for ``images``, computed in a process of its own."""
+    buffer = io.BytesIO()
+    torch.save(images, buffer)
+    key = tuple(hashlib.sha256(b).hexdigest() for b in (source.encode(), checkpoint, buffer.getvalue())) + (variant,)
+    if key in _cache:
+        return _cache[key]
+    with tempfile.TemporaryDirectory(prefix="grader-predict-") as folder:
+        work = Path(folder)
+        (work / "model.py").write_text(source)
+        (work / "checkpoint.pth").write_bytes(checkpoint)
+        (work / "images.pt").write_bytes(buffer.getvalue())
+        (work / "predict.py").write_text(PREDICT)
+        argv = ["predict.py", variant, "1"]
+        if os.environ.get(SANDBOX_ENV) == "1":
+            from ..sandbox import Limits, run_python
+
+            done = run_python(argv, work, Limits(), timeout=600)
+        else:
+            done = subprocess.run([sys.executable, *argv], cwd=work, capture_output=True, text=True, timeout=600)
+        error = (work / "error.txt").read_text() if (work / "error.txt").is_file() else done.stderr[-1500:]
+        visible(not error and (work / "predictions.pt").is_file(), (
+            "Your checkpoint could not be rebuilt in a fresh Python process (torch.load with weights_only=True, then "
+            f"FashionModel(**checkpoint['model_config'])):\n{error}"
+        ))  # fmt: skip
+        found = torch.load(work / "predictions.pt", weights_only=True)
+    assert isinstance(found, torch.Tensor) and found.shape == (len(images),), "The model should give one class per image."
+    _cache[key] = found
+    return found
+
+
+def accuracy(e: dict, L: dict) -> float:
+    """The checkpoint's test accuracy, after making sure the model classifies rather than looks images up."""
+    visible(e["checkpoint"] is not None, "No checkpoint at BEST_CHECKPOINT: run Step 7.")
+    load(e["checkpoint"], "The best checkpoint", disagree=True)
+    source = model_source(L["In"])
+    images, labels = L["test_images"], L["test_labels"]
+    trained = (predictions(source, e["checkpoint"], images, "trained") == labels).float().mean().item()
+    if trained < 0.85:  # no points to earn: nothing to look into
+        return trained
+    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(2)) * NOISE
+    noisy = (predictions(source, e["checkpoint"], images + noise, "trained") == labels).float().mean().item()
+    fresh = (predictions(source, e["checkpoint"], images, "fresh") == labels).float().mean().item()
+    if noisy < trained - 0.02:
+        raise Disagrees(
+            f"With noise of a tenth of one grey level the saved model's test accuracy falls from {trained:.2%} to "
+            f"{noisy:.2%}: it looks the test images up instead of classifying them. No accuracy points."
+        )
+    if fresh > trained - 0.25:
+        raise Disagrees(
+            f"With its parameters and buffers started afresh the model still reaches {fresh:.2%} (trained: {trained:.2%}): "
+            "its predictions do not come from its trained state. No accuracy points."
+        )
+    return trained
+
+
+def accuracy_partial(e: dict, L: dict) -> None:
+    """The saved best checkpoint, rebuilt in a fresh process, reaches 85 % test accuracy."""
+    found = accuracy(e, L)
+    assert found >= 0.85, (
+        f"The saved checkpoint reaches {found:.2%} on the test set, below 85 %. The model is under-trained or "
+        "under-powered: train longer (early stopping decides when to stop), check the learning rate, and read your curves."
+    )
+
+
+def accuracy_full(e: dict, L: dict) -> None:
+    """The same checkpoint reaches 88 % test accuracy."""
+    found = accuracy(e, L)
+    assert found >= 0.88, (
+        f"The saved checkpoint reaches {found:.2%} on the test set, below 88 %. Batch norm, dropout, AdamW with "
+        "weight decay and more epochs with early stopping are the tools from this series that get a fully-connected model there."
+    )

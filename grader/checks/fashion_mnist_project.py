@@ -150,3 +150,52 @@ def accuracy_full(e: dict, L: dict) -> None:
         f"The saved checkpoint reaches {found:.2%} on the test set, below 88 %. Batch norm, dropout, AdamW with "
         "weight decay and more epochs with early stopping are the tools from this series that get a fully-connected model there."
     )
+
+
+def model_outputs_logits(e: dict, L: dict) -> None:
+    """FashionModel(**MODEL_CONFIG) keeps its config and returns one raw logit per class, not probabilities."""
+    visible(isinstance(e["config"], dict) and e["config"] == e["model_config"], "Keep the constructor's settings in self.config, equal to MODEL_CONFIG.")
+    outputs = e["outputs"]
+    visible(isinstance(outputs, torch.Tensor) and outputs.shape == (16, 10), "The model should return [batch, 10] scores.")
+    probabilities = bool((outputs >= 0).all() and torch.allclose(outputs.float().sum(dim=1), torch.ones(16), atol=1e-4))
+    assert not probabilities, (
+        "The model's outputs are probabilities (non-negative, summing to 1). Misconception: the model should end with "
+        "softmax. nn.CrossEntropyLoss takes raw logits and applies log-softmax itself; a softmax before it squashes "
+        "the gradients and slows or stalls training. Remove the softmax; use it only when you want probabilities."
+    )
+
+
+def checkpoint_contents(e: dict, L: dict) -> None:
+    """The pipeline's best checkpoint loads with weights_only=True and holds what is needed to rebuild and resume."""
+    checkpoint = load(e["checkpoint"], "The checkpoint train_model saved", disagree=True)
+    visible(isinstance(checkpoint, dict), "The checkpoint should be a dictionary.")
+    missing = {"model_state_dict", "optimizer_state_dict", "epoch", "val_accuracy", "model_config"} - set(checkpoint)
+    visible(not missing, (
+        f"The checkpoint lacks {sorted(missing)}. Misconception: the weights are the whole checkpoint. To rebuild and "
+        "resume you also need the optimizer's state, the epoch, the score it was chosen by and the model's config."
+    ))  # fmt: skip
+    assert checkpoint["epoch"] == 3 and abs(float(checkpoint["val_accuracy"]) - 0.80) < 1e-9, (
+        "The checkpoint file should be the best epoch's (epoch 3, validation accuracy 0.80), saved only when accuracy improves."
+    )
+    assert isinstance(checkpoint["model_config"], dict), "Save the model's config (a dictionary) in the checkpoint."
+    state = checkpoint["model_state_dict"]
+    assert isinstance(state, dict) and state and all(isinstance(t, torch.Tensor) for t in state.values()), (
+        "model_state_dict should be model.state_dict()."
+    )
+    optimizer = checkpoint["optimizer_state_dict"]
+    assert isinstance(optimizer, dict) and optimizer.get("state"), "The optimizer state in the checkpoint is empty: save optimizer.state_dict()."
+
+
+def per_class_accuracy(e: dict, L: dict) -> None:
+    """per_class_accuracy divides by the number of images of each true class, and gives nan for an absent class."""
+    result, imbalanced = e["result"], e["imbalanced"]
+    visible(isinstance(result, torch.Tensor) and result.shape == (4,), "Return one accuracy per class.")
+    visible(torch.allclose(result[:3].float(), torch.tensor([0.75, 0.5, 1.0])), (
+        f"Expected [0.75, 0.5, 1.0] for classes 0-2, got {result[:3].tolist()}. Misconception: divide by the number of "
+        "all images. Each class's accuracy is (correct predictions of that class) / (images whose true class it is)."
+    ))  # fmt: skip
+    assert torch.isnan(result[3]), "Class 3 never appears: its accuracy is undefined, return nan (not 0, not an error)."
+    assert isinstance(imbalanced, torch.Tensor) and imbalanced.shape == (2,), "Return one accuracy per class."
+    assert torch.isnan(imbalanced[0]) and abs(imbalanced[1].item() - 0.9) < 1e-6, (
+        "With 9 of 10 class-1 images right, class 1's accuracy is 0.9; class 0 has no images, so nan."
+    )

@@ -146,7 +146,7 @@ def judge_in_process(ctx, source: Path) -> dict[str, tuple[str, bool] | None]:
         "--threads", str(ctx.settings.threads), "--out", str(verdict_file),
     ]  # fmt: skip
     limit = ctx.settings.cell_timeout * 4
-    code, log = run_to_end("grader.judge", argv, env, workdir, workdir / "judge.log", limit)
+    code, log = run_to_end("grader.judge", argv, env, workdir, workdir / "judge.log", limit, judged=True)
     if code is None:
         raise SubmissionError(f"the judge ran past {limit:g} s")
     if code != 0 or not verdict_file.is_file():

@@ -40,6 +40,9 @@ GENERIC = ("There was an error processing", "Please see the the above traceback"
 SECRET = re.compile(r"PASSW|SECRET|TOKEN|DB_URL|PGPASS|CREDENTIAL|_KEY$", re.IGNORECASE)
 """Environment variables the coordinator's or worker's environment may hold that student code must not see."""
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+WORKER_ONLY = ("MALLOC_TRIM_THRESHOLD_",)
+"""Settings a Dask nanny gives its worker process that must not reach a kernel (glibc returning every
+freed block to the system slows a training loop)."""
 STARTUP = '''\
 # Written by the grader: runs in the kernel before the notebook. Gives the kernel its share of the
 # cores, and seeds every generator just before the first cell runs (the kernel's own start-up may
@@ -98,6 +101,11 @@ class Assignment:
     course_id: str
     release: dict[str, bytes] = field(default_factory=dict)
     """The release notebooks (name -> content): what a submission is repaired against."""
+
+    @property
+    def judged(self) -> bool:
+        """Whether a test of the assignment names a check for the judge (``grader.judge``)."""
+        return any(b"evidence.check(" in content for name, content in self.files.items() if name.endswith(".ipynb"))
 
     @property
     def digest(self) -> str:
@@ -323,7 +331,7 @@ def sandbox(ctx: Context) -> None:
 def kernel_env(ctx: Context) -> dict[str, str]:
     """Environment of nbgrader and its kernel: threads, seeds, startup file, extra settings; no secrets."""
     threads = str(ctx.settings.threads)
-    inherited = {k: v for k, v in os.environ.items() if not SECRET.search(k)}
+    inherited = {k: v for k, v in os.environ.items() if not SECRET.search(k) and k not in WORKER_ONLY}
     env = {**inherited, **ctx.settings.env, **dict.fromkeys(THREAD_VARIABLES, threads)}
     env["IPYTHONDIR"] = str(ctx.course / ".ipython")
     env["PYTHONHASHSEED"] = str(ctx.settings.seed)
@@ -342,13 +350,16 @@ def die_with_parent() -> None:
         pass
 
 
-PRELOAD = ["nbgrader.apps", "grader.worker", "grader.preprocessors", "grader.judge", "torch", "torchvision", "matplotlib.pyplot"]
-"""Imported once per worker by the fork server, not once per submission (nbgrader alone: about 2.4 s
-of CPU; torch and what lessons import, for the judge: as much again)."""
+PRELOAD = ["nbgrader.apps", "grader.worker", "grader.preprocessors", "grader.judge"]
+"""Imported once per worker by the fork server, not once per submission (nbgrader: about 2.4 s of CPU)."""
+JUDGE_PRELOAD = ["torch", "torchvision", "matplotlib.pyplot"]
+"""Imported by the fork server too where the assignment is judged: what the judge and the lessons'
+locked cells import (as much again)."""
 
 
-def fork_server():
-    """A multiprocessing context whose processes start with ``PRELOAD`` already imported.
+def fork_server(judged: bool = False):
+    """A multiprocessing context whose processes start with ``PRELOAD`` (and, for a judged assignment,
+    ``JUDGE_PRELOAD``) already imported; the first call in a process decides.
 
     The fork server is a single-threaded process that imports ``PRELOAD`` once and forks a fresh
     child for every submission, so each ``nbgrader autograde`` and each judge still runs in a
@@ -358,7 +369,7 @@ def fork_server():
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD)
+    context.set_forkserver_preload(PRELOAD + (JUDGE_PRELOAD if judged else []))
     return context
 
 
@@ -378,14 +389,16 @@ def run_module(module: str, argv: list[str], env: dict[str, str], cwd: str, log:
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 
-def start_module(module: str, argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> tuple[int, Callable[[float | None], int | None]]:
+def start_module(
+    module: str, argv: list[str], env: dict[str, str], cwd: Path, log: Path, judged: bool = False
+) -> tuple[int, Callable[[float | None], int | None]]:
     """Start ``python -m module argv`` in a session of its own; return ``wait(timeout) -> exit code, None if still running``.
 
     Forked from the fork server where this process may have children; as a fresh interpreter
     otherwise (a daemonic process, such as a Dask worker with ``distributed.worker.daemon``).
     """
     if not multiprocessing.current_process().daemon:
-        proc = fork_server().Process(target=run_module, args=(module, argv, env, str(cwd), str(log)), daemon=True)
+        proc = fork_server(judged).Process(target=run_module, args=(module, argv, env, str(cwd), str(log)), daemon=True)
         proc.start()
 
         def wait(timeout: float | None) -> int | None:
@@ -408,10 +421,12 @@ def start_module(module: str, argv: list[str], env: dict[str, str], cwd: Path, l
     return popen.pid, wait_popen
 
 
-def run_to_end(module: str, argv: list[str], env: dict[str, str], cwd: Path, log: Path, timeout: float) -> tuple[int | None, str]:
+def run_to_end(
+    module: str, argv: list[str], env: dict[str, str], cwd: Path, log: Path, timeout: float, judged: bool = False
+) -> tuple[int | None, str]:
     """``start_module`` and wait: (exit code, None if it ran past ``timeout``; the end of its output).
     The whole session is killed after."""
-    pid, wait = start_module(module, argv, env, cwd, log)
+    pid, wait = start_module(module, argv, env, cwd, log, judged)
     try:
         code = wait(timeout)
     finally:
@@ -434,7 +449,9 @@ def execute(ctx: Context) -> None:
     ]  # fmt: skip
     config = ctx.assignment.config + COURSE_CONFIG + "\n".join(ctx.config).encode() + b"\n"
     (ctx.course / "nbgrader_config.py").write_bytes(config)
-    code, ctx.result.log = run_to_end("nbgrader", argv, kernel_env(ctx), ctx.course, ctx.course / "nbgrader.log", ctx.settings.submission_timeout)
+    code, ctx.result.log = run_to_end(
+        "nbgrader", argv, kernel_env(ctx), ctx.course, ctx.course / "nbgrader.log", ctx.settings.submission_timeout, ctx.assignment.judged
+    )  # fmt: skip
     if code is None:
         raise SubmissionError(f"timed out after {ctx.settings.submission_timeout:g} s")
     if code != 0:

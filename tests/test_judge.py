@@ -27,6 +27,8 @@ WRONG_SCALE = {"answers": (CORRECT_ADD, "return 3 * x"), "scores": {"test_add": 
 """Fails the visible allclose assert."""
 WRONG_ADD = {"answers": ("return abs(a) + abs(b)", CORRECT_SCALE), "scores": {"test_add": 0.0, "test_scale": 1.0}}
 """Passes the visible assert, fails the hidden check (negative numbers)."""
+PROBE = "import grader.evidence, importlib.util\nassert importlib.util.find_spec('grader.checks') is None, 'checks in reach'\n"
+"""In an answer cell: fails the cell (and both tests after it) if the kernel can reach the checks."""
 TARGETED = {
     "always-equal": tricks.always_equal("add"),
     "helper-redefined": tricks.helper_redefined("check_pairs", "return [(1, 2)]"),
@@ -60,6 +62,7 @@ def cases() -> dict[str, tuple[object, dict, bool]]:
     found["wrong-add+always-equal"] = (notebook(*WRONG_ADD["answers"], every["always-equal"]), WRONG_ADD["scores"], True)
     found["wrong-add+helper-redefined"] = (notebook(*WRONG_ADD["answers"], every["helper-redefined"]), WRONG_ADD["scores"], False)
     found["wrong-add+builtins-swapped"] = (notebook(*WRONG_ADD["answers"], every["builtins-swapped"]), WRONG_ADD["scores"], False)
+    found["correct+probe"] = (notebook(CORRECT_ADD, CORRECT_SCALE, PROBE), FULL, False)
     return found
 
 
@@ -104,14 +107,9 @@ def test_a_failure_the_judge_found_is_on_the_feedback_page(judged) -> None:
 
 
 def test_the_kernel_can_import_the_recorder_but_no_check(judged) -> None:
-    """Under the sandbox the hidden tests import grader.evidence, and nothing else of the grader."""
-    course, results, _ = judged
-    probe = "import grader.evidence, importlib.util\nassert importlib.util.find_spec('grader.checks') is None, 'checks in reach'"
-    nb = notebook(CORRECT_ADD, CORRECT_SCALE)
-    nb.cells[1].source += "\n" + probe
-    submit(course, "probe", JUDGED, nb)
-    (result,) = autograde.autograde(course, JUDGED, students=["probe"], workers=1, progress=False)
-    assert result.scores == FULL, result.notes
+    """Under the sandbox the hidden tests import grader.evidence, and nothing else of the grader (see PROBE)."""
+    _, results, _ = judged
+    assert results["correct+probe"].scores == FULL, results["correct+probe"].notes
 
 
 def test_plain_nbgrader_gives_untricked_submissions_the_same_scores(judged, tmp_path: Path) -> None:
@@ -154,3 +152,37 @@ def test_evidence_that_is_not_plain_data_never_reaches_a_check(tmp_path: Path) -
     found = verdicts(source, tmp_path)
     assert found["test_scale"] is None
     assert found["test_add"][1] is True and "not plain data" in found["test_add"][0]
+
+
+STATELESS_MODEL = """
+import torch.nn as nn
+
+
+class FashionModel(nn.Module):
+    def __init__(self, hidden=8):
+        super().__init__()
+        self.config = {"hidden": hidden}
+        self.layer = nn.Linear(784, hidden)
+
+    def forward(self, x):  # a fixed rule: its trained state plays no part
+        return nn.functional.one_hot(x.flatten(1)[:, :10].argmax(dim=1), 10).float()
+"""
+
+
+def test_a_model_whose_predictions_ignore_its_trained_state_earns_no_accuracy_points() -> None:
+    """Scored on images its rule happens to get right, it still loses: re-initialised, it scores the same."""
+    import io
+
+    import torch
+
+    from grader.checks import Disagrees
+    from grader.checks import fashion_mnist_project as project
+
+    namespace: dict = {}
+    exec(STATELESS_MODEL, namespace)
+    buffer = io.BytesIO()
+    torch.save({"model_config": {"hidden": 8}, "model_state_dict": namespace["FashionModel"]().state_dict()}, buffer)
+    images = torch.randn(300, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    lesson = {"In": ["", STATELESS_MODEL], "test_images": images, "test_labels": images.flatten(1)[:, :10].argmax(dim=1)}
+    with pytest.raises(Disagrees, match="do not come from its trained state"):
+        project.accuracy_full({"checkpoint": buffer.getvalue()}, lesson)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import io
 import os
 import subprocess
 import sys
@@ -31,25 +30,36 @@ SANDBOX_ENV = "GRADER_SANDBOX"
 NOISE = 0.1 / 255 / 0.3530
 """A tenth of one grey level, in the notebook's normalised units."""
 PREDICT = '''\
-import sys, traceback
-try:
-    import torch
+import os, sys, traceback
+import torch  # imported once; each variant runs in a child forked before any of the student's code
+
+
+def predict(variant):
     namespace = {"__name__": "__student__"}
     exec(compile(open("model.py").read(), "<your notebook>", "exec"), namespace)
     checkpoint = torch.load("checkpoint.pth", map_location="cpu", weights_only=True)
-    torch.manual_seed(int(sys.argv[2]))
+    torch.manual_seed(1)
     model = namespace["FashionModel"](**checkpoint["model_config"])
-    if sys.argv[1] == "trained":
+    if variant != "fresh":
         model.load_state_dict(checkpoint["model_state_dict"])
     model.eval()
-    images = torch.load("images.pt", weights_only=True)
+    images = torch.load(f"{variant}.pt", weights_only=True)
     with torch.no_grad():
         predictions = torch.cat([model(images[i:i + 1000]).argmax(dim=1) for i in range(0, len(images), 1000)])
-    torch.save(predictions.to(torch.long).cpu(), "predictions.pt")
-except BaseException:
-    open("error.txt", "w").write(traceback.format_exc()[-1500:])
+    torch.save(predictions.to(torch.long).cpu(), f"{variant}-predictions.pt")
+
+
+for variant in sys.argv[1:]:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            predict(variant)
+        except BaseException:
+            open(f"{variant}-error.txt", "w").write(traceback.format_exc()[-1500:])
+        os._exit(0)
+    os.waitpid(pid, 0)
 '''
-_cache: dict[tuple, torch.Tensor] = {}
+_cache: dict[str, dict[str, torch.Tensor]] = {}
 
 
 def model_source(cells: list[str]) -> str:
@@ -78,34 +88,39 @@ def model_source(cells: list[str]) -> str:
     return "\n".join(["import torch, torch.nn as nn, torch.nn.functional as F", *dict.fromkeys(imports), *body])
 
 
-def predictions(source: str, checkpoint: bytes, images: torch.Tensor, variant: str) -> torch.Tensor:
-    """The student's model's class predictions for ``images``, computed in a process of its own."""
-    buffer = io.BytesIO()
-    torch.save(images, buffer)
-    key = tuple(hashlib.sha256(b).hexdigest() for b in (source.encode(), checkpoint, buffer.getvalue())) + (variant,)
-    if key in _cache:
-        return _cache[key]
+def predictions(source: str, checkpoint: bytes, images: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The student's model's class predictions for each set of ``images`` (``fresh``: the model as built,
+    without the checkpoint's state), in a process of its own: a child of it per set, so no set's run
+    can remember another's."""
+    digest = hashlib.sha256(source.encode() + checkpoint).hexdigest()
+    if digest in _cache:
+        return _cache[digest]
     with tempfile.TemporaryDirectory(prefix="grader-predict-") as folder:
         work = Path(folder)
         (work / "model.py").write_text(source)
         (work / "checkpoint.pth").write_bytes(checkpoint)
-        (work / "images.pt").write_bytes(buffer.getvalue())
+        for variant, tensor in images.items():
+            torch.save(tensor, work / f"{variant}.pt")
         (work / "predict.py").write_text(PREDICT)
-        argv = ["predict.py", variant, "1"]
+        argv = ["predict.py", *images]
         if os.environ.get(SANDBOX_ENV) == "1":
             from ..sandbox import Limits, run_python
 
             done = run_python(argv, work, Limits(), timeout=600)
         else:
             done = subprocess.run([sys.executable, *argv], cwd=work, capture_output=True, text=True, timeout=600)
-        error = (work / "error.txt").read_text() if (work / "error.txt").is_file() else done.stderr[-1500:]
-        visible(not error and (work / "predictions.pt").is_file(), (
-            "Your checkpoint could not be rebuilt in a fresh Python process (torch.load with weights_only=True, then "
-            f"FashionModel(**checkpoint['model_config'])):\n{error}"
-        ))  # fmt: skip
-        found = torch.load(work / "predictions.pt", weights_only=True)
-    assert isinstance(found, torch.Tensor) and found.shape == (len(images),), "The model should give one class per image."
-    _cache[key] = found
+        found = {}
+        for variant in images:
+            error = work / f"{variant}-error.txt"
+            visible(not error.is_file() and (work / f"{variant}-predictions.pt").is_file(), (
+                "Your checkpoint could not be rebuilt in a fresh Python process (torch.load with weights_only=True, then "
+                f"FashionModel(**checkpoint['model_config'])):\n{error.read_text() if error.is_file() else done.stderr[-1500:]}"
+            ))  # fmt: skip
+            found[variant] = torch.load(work / f"{variant}-predictions.pt", weights_only=True)
+            assert isinstance(found[variant], torch.Tensor) and found[variant].shape == (len(images[variant]),), (
+                "The model should give one class per image."
+            )
+    _cache[digest] = found
     return found
 
 
@@ -113,14 +128,12 @@ def accuracy(e: dict, L: dict) -> float:
     """The checkpoint's test accuracy, after making sure the model classifies rather than looks images up."""
     visible(e["checkpoint"] is not None, "No checkpoint at BEST_CHECKPOINT: run Step 7.")
     load(e["checkpoint"], "The best checkpoint", disagree=True)
-    source = model_source(L["In"])
     images, labels = L["test_images"], L["test_labels"]
-    trained = (predictions(source, e["checkpoint"], images, "trained") == labels).float().mean().item()
+    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(2)) * NOISE
+    found = predictions(model_source(L["In"]), e["checkpoint"], {"trained": images, "noisy": images + noise, "fresh": images})
+    trained, noisy, fresh = ((found[v] == labels).float().mean().item() for v in ("trained", "noisy", "fresh"))
     if trained < 0.85:  # no points to earn: nothing to look into
         return trained
-    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(2)) * NOISE
-    noisy = (predictions(source, e["checkpoint"], images + noise, "trained") == labels).float().mean().item()
-    fresh = (predictions(source, e["checkpoint"], images, "fresh") == labels).float().mean().item()
     if noisy < trained - 0.02:
         raise Disagrees(
             f"With noise of a tenth of one grey level the saved model's test accuracy falls from {trained:.2%} to "

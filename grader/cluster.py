@@ -21,6 +21,12 @@ from .paths import DATA_ENV
 
 LOCAL = "local"
 """``--scheduler local``: a Dask LocalCluster on this machine, one single-threaded worker per slot."""
+WORKER_CONFIG = {
+    "distributed.worker.daemon": False,  # a non-daemonic worker may fork nbgrader from its fork server
+    "distributed.worker.profile.enabled": False,  # sampling the task's thread every 10 ms costs the kernels CPU
+    "distributed.admin.system-monitor.interval": "2s",
+}
+"""Dask settings of the LocalCluster's workers (the README gives them for workers started by hand)."""
 
 
 class StageData(WorkerPlugin):
@@ -57,8 +63,7 @@ def dask_executor(scheduler: str, workers: int, mirror: Path | None, worker_mirr
     """(executor, slots) on a Dask cluster: ``scheduler`` is an address, or ``local`` for a LocalCluster."""
     cluster = None
     if scheduler == LOCAL:
-        # Non-daemonic workers may fork nbgrader from the worker's fork server (see README).
-        with dask.config.set({"distributed.worker.daemon": False}):
+        with dask.config.set(WORKER_CONFIG):
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None)
         scheduler = cluster.scheduler_address
     client = Client(scheduler)

@@ -162,20 +162,28 @@ def command(
     return args
 
 
+HOME_ENV = {"HOME": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib", "TORCH_HOME": "/tmp/torch", "XDG_CACHE_HOME": "/tmp/cache"}
+"""Where sandboxed Python and its libraries keep their files: the sandbox's own /tmp."""
+PACKAGE = Path(__file__).resolve().parent
+"""The grader itself: hidden from every sandbox, so its checks are never in student code's reach."""
+
+
+def launcher(limits: Limits) -> list[str]:
+    """``python -c LAUNCH`` with the limits and, when the grader runs as root, a user id of its own."""
+    uid = random.randint(200_000, 2_000_000_000) if os.geteuid() == 0 else -1
+    return [sys.executable, "-c", LAUNCH, str(uid), str(limits.processes), str(limits.memory_mb << 20), str(limits.file_mb << 20)]
+
+
 def kernelspec(course: Path, workdir: Path, shared: list[Path], writable: list[Path], limits: Limits) -> tuple[dict, dict[str, str], str]:
     """(kernel.json, environment for nbgrader, config lines) that run the kernel of the private
     course ``course`` in the sandbox, in ``workdir`` (nbgrader creates it before the kernel starts)."""
-    uid = random.randint(200_000, 2_000_000_000) if os.geteuid() == 0 else -1
     sockets = course / ".kernel"
     sockets.mkdir(exist_ok=True)
     library = kernel_library(course / ".kernel-lib")
-    env = {"HOME": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib", "TORCH_HOME": "/tmp/torch", "XDG_CACHE_HOME": "/tmp/cache"}
-    env["PYTHONPATH"] = str(library)
-    package = Path(__file__).resolve().parent  # the grader itself: its checks never in the kernel's reach
-    launch = [sys.executable, "-c", LAUNCH, str(uid), str(limits.processes), str(limits.memory_mb << 20), str(limits.file_mb << 20)]
+    env = {**HOME_ENV, "PYTHONPATH": str(library)}
     argv = [
-        *command(bwrap(), workdir, [sys.prefix, sys.base_prefix, library, *shared], [sockets, *writable], limits, env, [package]),
-        *launch, str(workdir), str(sockets), *map(str, writable), "--",
+        *command(bwrap(), workdir, [sys.prefix, sys.base_prefix, library, *shared], [sockets, *writable], limits, env, [PACKAGE]),
+        *launcher(limits), str(workdir), str(sockets), *map(str, writable), "--",
         "-m", "ipykernel_launcher", "-f", "{connection_file}",
     ]  # fmt: skip
     spec = {"argv": argv, "display_name": "Python 3 (grader sandbox)", "language": "python", "interrupt_mode": "message"}
@@ -194,13 +202,9 @@ def run_python(argv: list[str], workdir: Path, limits: Limits, timeout: float):
     (bwrap's own errors on stderr). For student code that must run for a verdict."""
     import subprocess
 
-    uid = random.randint(200_000, 2_000_000_000) if os.geteuid() == 0 else -1
-    env = {"HOME": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib", "TORCH_HOME": "/tmp/torch", "PYTHONPATH": ""}
-    hidden = [Path(__file__).resolve().parent]
-    launch = [sys.executable, "-c", LAUNCH, str(uid), str(limits.processes), str(limits.memory_mb << 20), str(limits.file_mb << 20)]
     command_line = [
-        *command(bwrap(), workdir, [sys.prefix, sys.base_prefix], [], limits, env, hidden),
-        *launch, str(workdir), "--", *argv,
+        *command(bwrap(), workdir, [sys.prefix, sys.base_prefix], [], limits, {**HOME_ENV, "PYTHONPATH": ""}, [PACKAGE]),
+        *launcher(limits), str(workdir), "--", *argv,
     ]  # fmt: skip
     return subprocess.run(command_line, capture_output=True, text=True, timeout=timeout)
 

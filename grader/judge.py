@@ -53,15 +53,16 @@ def definitions(nb, grade_ids: set[str]) -> dict:
     return namespace
 
 
-def verdicts(notebook: Path, evidence: Path, submission: Path | None = None) -> dict[str, tuple[str, bool] | None]:
-    """grade_id -> None if every check of the cell passes on the recorded evidence, else (the first
-    failure, whether it contradicts a kernel that passed the cell: no evidence, or a visible assert undone)."""
+def verdicts(notebook: Path, evidence: Path, submission: Path | None = None, threads: int = 1) -> dict[str, tuple[str, bool] | None]:
+    """grade_id -> None if every check of the cell passes on the recorded evidence (and, for a replayed
+    check, on a replay's), else (the first failure, whether it contradicts a kernel that passed the
+    cell: no evidence, a visible assert undone, a replay that disagrees)."""
     import importlib
+    import os
 
     import torch
 
-    from .checks import Disagrees
-    from .evidence import run
+    from . import replay
 
     nb = nbformat.read(str(notebook), as_version=4)
     checks = checks_of(nb)
@@ -73,28 +74,64 @@ def verdicts(notebook: Path, evidence: Path, submission: Path | None = None) -> 
     lesson["In"] = ["", *(c.source for c in submitted.cells if c.cell_type == "code")]
     decided: dict[str, tuple[str, bool] | None] = {}
     for grade_id, names in checks.items():
-        decided[grade_id] = None
+        recorded = {}
         for name in names:
             path = evidence / file_name(name)
-            if not path.is_file():
-                decided[grade_id] = ("no evidence was recorded: the test cell did not run to its end", True)
-                break
             try:
-                recorded = torch.load(path, map_location="cpu", weights_only=True)
+                recorded[name] = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
             except Exception as error:  # objects that only pretend to be values (an __eq__ that always agrees)
-                decided[grade_id] = (f"your code returned something that is not plain data ({type(error).__name__})", True)
-                break
-            try:
-                if not isinstance(recorded, dict):
-                    raise Disagrees("the evidence file was replaced")
-                run(name, recorded, lesson)
-            except AssertionError as failure:
-                decided[grade_id] = (str(failure) or "a check failed", isinstance(failure, Disagrees))
-                break
-            except Exception as error:  # outputs that are not plain data, or not what the check reads
-                decided[grade_id] = (f"the outputs of your code could not be checked ({type(error).__name__}: {error})"[:500], False)
-                break
+                recorded[name] = error
+        decided[grade_id] = verdict(names, recorded, lesson)
+    replayed = {gid for gid, names in checks.items() if decided[gid] is None and any(map(is_replayed, names))}
+    if replayed:
+        runs = replay.run(replay.cells(nb, submitted, replayed), threads, sandbox=os.environ.get("GRADER_SANDBOX") == "1")
+        for grade_id in sorted(replayed):
+            decided[grade_id] = replay_verdict(checks[grade_id], runs.get(grade_id), lesson)
     return decided
+
+
+def verdict(names: list[str], recorded: dict, lesson: dict) -> tuple[str, bool] | None:
+    """The first failure of the checks ``names`` on their recorded evidence (None: all pass)."""
+    from .checks import Disagrees
+    from .evidence import run
+
+    for name in names:
+        found = recorded.get(name)
+        if found is None:
+            return ("no evidence was recorded: the test cell did not run to its end", True)
+        if isinstance(found, Exception):
+            return (f"your code returned something that is not plain data ({type(found).__name__})", True)
+        try:
+            if not isinstance(found, dict):
+                raise Disagrees("the evidence file was replaced")
+            run(name, found, lesson)
+        except AssertionError as failure:
+            return (str(failure) or "a check failed", isinstance(failure, Disagrees))
+        except Exception as error:  # outputs that are not plain data, or not what the check reads
+            return (f"the outputs of your code could not be checked ({type(error).__name__}: {error})"[:500], False)
+    return None
+
+
+def replay_verdict(names: list[str], run: dict | None, lesson: dict) -> tuple[str, bool] | None:
+    """The verdict on a test cell's replay (``grader.replay``): it must finish, replace no library function,
+    raise nothing, and pass its checks. A replay that fails where the kernel passed is flagged."""
+    again = "Run again in a fresh process with your functions alone, the test"
+    if run is None:
+        return (f"{again} did not finish.", True)
+    if run["replaced"]:
+        return (f"{again} found your code replacing {', '.join(run['replaced'][:5])}.", True)
+    if run["error"]:
+        return (f"{again} failed: {run['error']}", True)
+    failed = verdict(names, {name: run["evidence"].get(file_name(name)) for name in names}, lesson)
+    return (f"{again} failed: {failed[0]}", True) if failed else None
+
+
+def is_replayed(name: str) -> bool:
+    """Whether the check ``module:function`` is marked ``@replayed``."""
+    import importlib
+
+    module, function = name.split(":")
+    return getattr(getattr(importlib.import_module(module), function), "replayed", False)
 
 
 def kernel_passed(cell) -> bool:
@@ -166,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    found = json.dumps(verdicts(args.notebook, args.evidence, args.submission))
+    found = json.dumps(verdicts(args.notebook, args.evidence, args.submission, args.threads))
     if args.out:
         args.out.write_text(found)
     else:

@@ -35,6 +35,8 @@ class Misconception:
     """(grade_id, edits) of further solution cells the same submission changes."""
     trick: str = ""
     """Code appended to ``cell`` that tampers with the kernel (``grader.tricks``): it must not change the scores."""
+    flagged: frozenset[str] = frozenset()
+    """Test cells the trick makes pass in the kernel, which the judge must flag (passed in the kernel, failed the judge)."""
 
     def cell_edits(self) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
         """(grade_id, edits) of every cell the submission changes, ``cell`` first."""
@@ -406,21 +408,34 @@ FASHION_MNIST_PROJECT_CORRECT = (
     ),
 )
 
-def tricked(m: Misconception, name: str, code: str) -> Misconception:
-    """``m`` with a kernel trick in its answer cell: it must lose exactly what ``m`` loses."""
-    return replace(m, student=f"{m.student}+{name}", description=f"{m.description}, and {name}", trick=code)
+def tricked(m: Misconception, name: str, code: str, flagged: tuple[str, ...] = ()) -> Misconception:
+    """``m`` with a kernel trick in its answer cell: it must lose exactly what ``m`` loses, and be flagged on ``flagged``."""
+    return replace(m, student=f"{m.student}+{name}", description=f"{m.description}, and {name}", trick=code, flagged=frozenset(flagged))
 
 
 SAVING_AND_LOADING_TRICKED = tuple(
-    tricked(next(m for m in SAVING_AND_LOADING if m.student == student), name, tricks.TRICKS[name])
-    for student, name in (
-        ("strict-false", "ipython-hook"),  # its hidden failure: nothing to hide in the kernel
-        ("no-eval-after-load", "ipython-hook"),  # its visible failure, hidden by the hook
-        ("whole-model-pickle", "torch-patched"),
-        ("last-not-best", "builtins-swapped"),  # the check's abs(...) < 1e-5 comparisons
+    tricked(next(m for m in SAVING_AND_LOADING if m.student == student), name, tricks.TRICKS[name], flagged)
+    for student, name, flagged in (
+        ("strict-false", "ipython-hook", ()),  # its hidden failure: nothing to hide in the kernel
+        ("no-eval-after-load", "ipython-hook", ("test_loaded_model_in_eval_mode",)),  # its visible failure, hidden by the hook
+        ("whole-model-pickle", "torch-patched", ()),
+        ("last-not-best", "builtins-swapped", ()),  # the check's abs(...) < 1e-5 comparisons
     )
 )
 """Misconceptions with a trick added (``grader.tricks``): each scores what the misconception alone scores."""
+
+GPU_TRAINING_TRICKED = tuple(
+    tricked(next(m for m in GPU_TRAINING if m.student == student), name, code, flagged)
+    for student, name, code, flagged in (
+        # the kernel's record of devices faked: the replay (grader.replay) runs the lesson's own spy
+        ("labels-not-moved", "loss-spy-redefined", tricks.LOSS_SPY_REDEFINED, ("test_training_moves_everything",)),
+        # torch patched: the checkpoint lands on the CPU anyway; not in the replay
+        ("no-map-location", "load-onto-cpu", tricks.LOAD_ONTO_CPU, ("test_checkpoint_across_devices",)),
+        ("autocast-without-scaler", "ipython-hook", tricks.IPYTHON_HOOK, ()),  # a hidden failure: the judge finds it
+        ("backward-unscaled", "builtins-swapped", tricks.BUILTINS_SWAPPED, ()),
+    )
+)
+"""gpu-training's misconceptions with a trick added: each scores what the misconception alone scores."""
 
 LOOKS_UP_TEST_IMAGES = """
 # the test set's answers, stored in the checkpoint: the model looks each test image up
@@ -456,13 +471,26 @@ FASHION_MNIST_PROJECT_TRICKED = (
             ),
         ),
         trick=LOOKS_UP_TEST_IMAGES,
+        flagged=frozenset({"test_checkpoint_accuracy_partial", "test_checkpoint_accuracy_full"}),
     ),
 )
 """A model that looks test images up: it scores what the under-trained model alone scores."""
+_by_name = {m.student: m for m in FASHION_MNIST_PROJECT}
+FASHION_MNIST_PROJECT_TRICKED += (
+    replace(
+        _by_name["tuning-on-test-set"],
+        student="three-mistakes+three-tricks",
+        description="validates on the test set, evaluates in training mode, keeps the last weights; "
+        "with an IPython hook, every all(...) true and torch's comparisons always agreeing",
+        more_cells=(("training_functions", _by_name["eval-in-train-mode"].edits), ("pipeline", _by_name["keeps-last-weights"].edits)),
+        loses=_by_name["tuning-on-test-set"].loses | _by_name["eval-in-train-mode"].loses | _by_name["keeps-last-weights"].loses,
+        trick=tricks.IPYTHON_HOOK + tricks.ALL_TRUE + tricks.TORCH_PATCHED,
+    ),
+)
 
 MISCONCEPTIONS: dict[str, tuple[Misconception, ...]] = {
     "saving-and-loading": SAVING_AND_LOADING + SAVING_AND_LOADING_CORRECT + SAVING_AND_LOADING_TRICKED,
-    "gpu-training": GPU_TRAINING + GPU_TRAINING_CORRECT,
+    "gpu-training": GPU_TRAINING + GPU_TRAINING_CORRECT + GPU_TRAINING_TRICKED,
     "fashion-mnist-project": FASHION_MNIST_PROJECT + FASHION_MNIST_PROJECT_CORRECT + FASHION_MNIST_PROJECT_TRICKED,
 }
 """Every lesson's edited submissions: its misconceptions, then its correct variants (``loses`` empty)."""

@@ -196,14 +196,14 @@ def kernelspec(course: Path, workdir: Path, shared: list[Path], writable: list[P
     return spec, {"JUPYTER_PATH": str(course / ".jupyter"), "JUPYTER_RUNTIME_DIR": str(sockets)}, config
 
 
-def run_python(argv: list[str], workdir: Path, limits: Limits, timeout: float):
+def run_python(argv: list[str], workdir: Path, limits: Limits, timeout: float, shared: list[Path] = ()):
     """``python argv`` in the sandbox, in ``workdir`` (its only writable folder besides /tmp, and where it
-    reads and writes its files); no data, no grader, no network, no stdio. Returns the CompletedProcess
-    (bwrap's own errors on stderr). For student code that must run for a verdict."""
+    reads and writes its files); of the rest only ``shared`` (read-only): no grader, no network, no stdio.
+    Returns the CompletedProcess (bwrap's own errors on stderr). For student code that must run for a verdict."""
     import subprocess
 
     command_line = [
-        *command(bwrap(), workdir, [sys.prefix, sys.base_prefix], [], limits, {**HOME_ENV, "PYTHONPATH": ""}, [PACKAGE]),
+        *command(bwrap(), workdir, [sys.prefix, sys.base_prefix, *shared], [], limits, {**HOME_ENV, "PYTHONPATH": ""}, [PACKAGE]),
         *launcher(limits), str(workdir), "--", *argv,
     ]  # fmt: skip
     return subprocess.run(command_line, capture_output=True, text=True, timeout=timeout)

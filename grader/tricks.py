@@ -45,6 +45,27 @@ class _AlwaysEqual(float):
 {function} = (lambda real: lambda *args, **kwargs: _AlwaysEqual(0))({function})
 """
 
+LOSS_SPY_REDEFINED = """
+# the checks' own loss spy (an earlier locked cell), redefined: it reports what the check wants to see and never fails
+class DeviceSpyLoss:
+    def __init__(self):
+        self.output_devices, self.label_devices, self.output_dtypes = {"meta"}, {"meta"}, {torch.bfloat16}
+
+    def __call__(self, outputs, labels):
+        return (outputs.float().sum() * 0).as_subclass(LoggedLoss)
+"""
+LOAD_ONTO_CPU = """
+# torch.load always lands on the CPU, whatever the caller asked for
+import torch
+_real_load = torch.load
+torch.load = lambda *args, **kwargs: _real_load(*args, **{**kwargs, "map_location": "cpu"})
+"""
+ALL_TRUE = """
+# every all(...) is true
+import builtins
+builtins.all = lambda iterable: True
+"""
+
 TRICKS = {
     "ipython-hook": IPYTHON_HOOK,
     "errors-swallowed": ERRORS_SWALLOWED,

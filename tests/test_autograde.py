@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from grader import demo
+from grader import demo, report
 from grader.autograde import Result
 
 
@@ -51,12 +51,13 @@ def test_mangled_reference_keeps_full_marks_and_says_what_was_repaired(lesson: s
         assert result.notes, f"{student}: repaired without a note saying so"
 
 
-def test_only_tricks_are_flagged_and_a_hidden_failure_is_flagged(lesson: str, graded_demo_class: dict) -> None:
-    """No honest submission is ever flagged; a trick that made failing cells pass in the kernel is."""
+def test_the_report_flags_exactly_the_cells_a_trick_made_pass_in_the_kernel(lesson: str, graded_demo_class: dict, demo_course) -> None:
+    """No honest submission is ever flagged; each tampering submission is, on the cells its trick made pass."""
     results = graded_demo_class[lesson]
-    flagged = {student: r.flagged for student, r in results.items() if r.flagged}
-    assert all("+" in student for student in flagged), flagged
-    if "blank+ipython-hook" in results:
-        blank = results["blank+ipython-hook"]
-        assert sorted(blank.flagged) == sorted(blank.max_scores), blank.flagged
-        assert flagged.get("no-eval-after-load+ipython-hook") == ["test_loaded_model_in_eval_mode"], flagged
+    expected = {m.student: sorted(m.flagged) for m in demo.misconceptions_for(lesson) if m.flagged}
+    for student in demo.BLANK_TRICKED.get(lesson, {}):
+        if "ipython-hook" in student:  # every test cell "passed" in the kernel, none left evidence
+            expected[student] = sorted(results[student].max_scores)
+    assert {student: sorted(r.flagged) for student, r in results.items() if r.flagged} == expected
+    written = report.write(demo_course, lesson).flagged
+    assert {student: sorted(cells.split()) for student, cells in written.items()} == expected

@@ -18,15 +18,32 @@ from grader import autograde, gradebook, report, tricks
 from grader.judge import FLAG, checks_of
 
 JUDGED = "judged"
-FULL = {"test_add": 2.0, "test_scale": 1.0}
-ZERO = {"test_add": 0.0, "test_scale": 0.0}
+FULL = {"test_add": 2.0, "test_scale": 1.0, "test_call_each": 1.0}
+ZERO = {"test_add": 0.0, "test_scale": 0.0, "test_call_each": 0.0}
 BLANK = "raise NotImplementedError()"
-CORRECT_ADD, CORRECT_SCALE = "return a + b", "return 2 * x"
+CORRECT_ADD, CORRECT_SCALE, CORRECT_EACH = "return a + b", "return 2 * x", "return [f(v) for v in values]"
 WARNS = "import sys, warnings\n    warnings.warn('add is deprecated', FutureWarning)\n    print('working', file=sys.stderr)\n    return a + b"
-WRONG_SCALE = {"answers": (CORRECT_ADD, "return 3 * x"), "scores": {"test_add": 2.0, "test_scale": 0.0}}
+WRONG_SCALE = {"answers": (CORRECT_ADD, "return 3 * x"), "scores": {**FULL, "test_scale": 0.0}}
 """Fails the visible allclose assert."""
-WRONG_ADD = {"answers": ("return abs(a) + abs(b)", CORRECT_SCALE), "scores": {"test_add": 0.0, "test_scale": 1.0}}
+WRONG_ADD = {"answers": ("return abs(a) + abs(b)", CORRECT_SCALE), "scores": {**FULL, "test_add": 0.0}}
 """Passes the visible assert, fails the hidden check (negative numbers)."""
+CALLS_TWICE = "return [f(v) for v in values for _ in range(2)][::2]"
+"""Right results, but f called twice per value: only the spy's record (a replayed check) shows it."""
+EACH_OTHER_WAY = (
+    "START = 0\nprint('defining call_each')\n\n\ndef _apply(f, v):\n    return f(v)\n\n\n",
+    "return list(map(lambda v: _apply(f, v), values[START:]))",
+)
+"""Correct, with a module constant and a helper of its own: the replay keeps definitions and constants."""
+SPY_REDEFINED = """
+class CallSpy:  # the check's spy (a locked cell), redefined to report what the check wants
+    def __init__(self):
+        self.calls = [1, 2, 3]
+
+    def __call__(self, value):
+        return value * 10
+"""
+PATCHES_WHILE_RUNNING = "import torch\n    torch.equal = lambda *args: True\n    return [f(v) for v in values]"
+"""Right results and calls, but it replaces a torch function while it runs."""
 PROBE = "import grader.evidence, importlib.util\nassert importlib.util.find_spec('grader.checks') is None, 'checks in reach'\n"
 """In an answer cell: fails the cell (and both tests after it) if the kernel can reach the checks."""
 TARGETED = {
@@ -35,11 +52,12 @@ TARGETED = {
 }
 
 
-def notebook(add_body: str, scale_body: str, trick: str = ""):
+def notebook(add_body: str, scale_body: str, trick: str = "", each_body: str = CORRECT_EACH, each_prefix: str = ""):
     """The judged notebook with these answers; ``trick`` runs at the end of the first answer cell."""
     nb = judged_notebook()
     nb.cells[1].source = f"def add(a, b):\n    {add_body}\n{trick}"
     nb.cells[3].source = f"def scale(x):\n    {scale_body}"
+    nb.cells[5].source = f"{each_prefix}def call_each(f, values):\n    {each_body}"
     return nb
 
 
@@ -48,13 +66,15 @@ def cases() -> dict[str, tuple[object, dict, bool]]:
     found = {
         "correct": (notebook(CORRECT_ADD, CORRECT_SCALE), FULL, False),
         "correct-with-warnings": (notebook(WARNS, CORRECT_SCALE), FULL, False),
-        "blank": (notebook(BLANK, BLANK), ZERO, False),
+        "blank": (notebook(BLANK, BLANK, each_body=BLANK), ZERO, False),
+        "correct-each-other-way": (notebook(CORRECT_ADD, CORRECT_SCALE, each_body=EACH_OTHER_WAY[1], each_prefix=EACH_OTHER_WAY[0]), FULL, False),
+        "calls-twice": (notebook(CORRECT_ADD, CORRECT_SCALE, each_body=CALLS_TWICE), {**FULL, "test_call_each": 0.0}, False),
         "wrong-scale": (notebook(*WRONG_SCALE["answers"]), WRONG_SCALE["scores"], False),
         "wrong-add": (notebook(*WRONG_ADD["answers"]), WRONG_ADD["scores"], False),
     }
     every = {**tricks.TRICKS, **TARGETED}
     for name, code in every.items():
-        found[f"blank+{name}"] = (notebook(BLANK, BLANK, code), ZERO, name in ("ipython-hook", "always-equal"))
+        found[f"blank+{name}"] = (notebook(BLANK, BLANK, code, BLANK), ZERO, name in ("ipython-hook", "always-equal"))
     # Each trick beside the wrong answer it could hide: a visible assert it makes pass, or a value it fakes.
     # (A custom exception handler does not hide the error from nbgrader: nothing passes, nothing to flag.)
     for name in ("ipython-hook", "errors-swallowed", "torch-patched"):
@@ -62,6 +82,9 @@ def cases() -> dict[str, tuple[object, dict, bool]]:
     found["wrong-add+always-equal"] = (notebook(*WRONG_ADD["answers"], every["always-equal"]), WRONG_ADD["scores"], True)
     found["wrong-add+helper-redefined"] = (notebook(*WRONG_ADD["answers"], every["helper-redefined"]), WRONG_ADD["scores"], False)
     found["wrong-add+builtins-swapped"] = (notebook(*WRONG_ADD["answers"], every["builtins-swapped"]), WRONG_ADD["scores"], False)
+    # A spy's record faked, or a library function replaced while the answer runs: the replay finds both.
+    found["calls-twice+spy-redefined"] = (notebook(CORRECT_ADD, CORRECT_SCALE, SPY_REDEFINED, CALLS_TWICE), {**FULL, "test_call_each": 0.0}, True)
+    found["correct+patches-while-running"] = (notebook(CORRECT_ADD, CORRECT_SCALE, each_body=PATCHES_WHILE_RUNNING), {**FULL, "test_call_each": 0.0}, True)
     found["correct+probe"] = (notebook(CORRECT_ADD, CORRECT_SCALE, PROBE), FULL, False)
     return found
 
@@ -94,7 +117,9 @@ def test_the_report_flags_every_cell_a_trick_made_pass_in_the_kernel(judged) -> 
     assert set(written.flagged) == flagged
     assert {s for s, r in results.items() if r.flagged} == flagged
     assert results["wrong-scale+torch-patched"].flagged == ["test_scale"]
-    assert sorted(results["blank+ipython-hook"].flagged) == ["test_add", "test_scale"]
+    assert sorted(results["blank+ipython-hook"].flagged) == ["test_add", "test_call_each", "test_scale"]
+    assert results["calls-twice+spy-redefined"].flagged == ["test_call_each"]
+    assert any("replacing torch.equal" in note for note in results["correct+patches-while-running"].notes)
     page = (course / "reports" / JUDGED / "index.html").read_text()
     assert FLAG[1:] in page and "wrong-scale+torch-patched" in page
     assert any(FLAG in note for note in results["wrong-scale+ipython-hook"].notes)
@@ -125,7 +150,9 @@ def test_plain_nbgrader_gives_untricked_submissions_the_same_scores(judged, tmp_
 
 
 def test_checks_are_named_in_the_source_test_cells() -> None:
-    assert checks_of(judged_notebook()) == {"test_add": ["tiny_checks:add"], "test_scale": ["tiny_checks:scale"]}
+    assert checks_of(judged_notebook()) == {
+        "test_add": ["tiny_checks:add"], "test_scale": ["tiny_checks:scale"], "test_call_each": ["tiny_checks:call_each"],
+    }  # fmt: skip
 
 
 class Agreeable(float):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from grader.checks import visible
+from grader.checks import replayed, visible
 
 DEFINITIONS = ("helpers",)
 
@@ -21,3 +21,9 @@ def scale(e: dict, L: dict) -> None:
     visible(torch.allclose(e["ones"], torch.full((3,), 2.0)), "scale(torch.ones(3)) should be all 2")
     x = torch.arange(-2.0, 2.0, 0.5)
     assert isinstance(e["doubled"], torch.Tensor) and torch.equal(e["doubled"], 2 * x), "scale must double every element"
+
+
+@replayed
+def call_each(e: dict, L: dict) -> None:
+    """call_each calls f exactly once per value, in order (the spy's record: the judge replays the test)."""
+    assert e["calls"] == [1, 2, 3], f"call_each called f with {e['calls']}: once per value, in order"

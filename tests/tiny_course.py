@@ -53,6 +53,19 @@ def tiny_notebook():
             f"### BEGIN HIDDEN TESTS\n{HIDDEN_SCALE}\n### END HIDDEN TESTS",
             metadata=meta("test_scale", grade=True, points=1),
         ),
+        new_code_cell(
+            "def call_each(f, values):\n    ### BEGIN SOLUTION\n    return [f(v) for v in values]\n    ### END SOLUTION",
+            metadata=meta("call_each", solution=True),
+        ),
+        new_code_cell(
+            "# call_each calls f once per value, in order, and returns the results\n"
+            "spy = CallSpy()\n"
+            'assert call_each(spy, [1, 2, 3]) == [10, 20, 30], "call_each(f, [1, 2, 3]) should be [f(1), f(2), f(3)]"\n'
+            "### BEGIN HIDDEN TESTS\nfrom grader import evidence\n\n"
+            'evidence.check("tiny_checks:call_each", calls=spy.calls)\n'
+            "### END HIDDEN TESTS",
+            metadata=meta("test_call_each", grade=True, points=1),
+        ),
     ]
     return new_notebook(cells=cells, metadata={"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}})
 
@@ -75,7 +88,9 @@ def judged_notebook():
     (checks in ``tests/tiny_checks.py``); a locked helper cell names the checks' inputs."""
     cells = [
         new_code_cell(
-            "import torch\n\n\ndef check_pairs():\n    # the inputs the checks call add with\n    return [(1, 2), (-7, 7), (0.25, 0.5)]",
+            "import torch\n\n\ndef check_pairs():\n    # the inputs the checks call add with\n    return [(1, 2), (-7, 7), (0.25, 0.5)]\n\n\n"
+            "class CallSpy:\n    # a function that records what it was called with\n    def __init__(self):\n        self.calls = []\n\n"
+            "    def __call__(self, value):\n        self.calls.append(value)\n        return value * 10",
             metadata=meta("helpers"),
         ),
         new_code_cell(
@@ -100,6 +115,19 @@ def judged_notebook():
             'evidence.check("tiny_checks:scale", ones=scale(torch.ones(3)), doubled=scale(torch.arange(-2.0, 2.0, 0.5)))\n'
             "### END HIDDEN TESTS",
             metadata=meta("test_scale", grade=True, points=1),
+        ),
+        new_code_cell(
+            "def call_each(f, values):\n    ### BEGIN SOLUTION\n    return [f(v) for v in values]\n    ### END SOLUTION",
+            metadata=meta("call_each", solution=True),
+        ),
+        new_code_cell(
+            "# call_each calls f once per value, in order, and returns the results\n"
+            "spy = CallSpy()\n"
+            'assert call_each(spy, [1, 2, 3]) == [10, 20, 30], "call_each(f, [1, 2, 3]) should be [f(1), f(2), f(3)]"\n'
+            "### BEGIN HIDDEN TESTS\nfrom grader import evidence\n\n"
+            'evidence.check("tiny_checks:call_each", calls=spy.calls)\n'
+            "### END HIDDEN TESTS",
+            metadata=meta("test_call_each", grade=True, points=1),
         ),
     ]
     return new_notebook(cells=cells, metadata={"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}})

@@ -8,6 +8,10 @@ test's seeds and inputs, and raises AssertionError with a message for the studen
 The same function runs in the kernel under plain ``nbgrader autograde`` (``grader.evidence``) and
 in the judge under ``grader autograde`` (``grader.judge``), where the kernel cannot import it.
 A module lists in ``DEFINITIONS`` the grade_ids of the locked cells its checks need.
+
+A check whose evidence is an observation of how the student's code behaved (a spy's record, not
+an output) is marked ``@replayed``: the judge also runs its test cell again in a fresh process on
+the student's definitions alone (``grader.replay``), and the check must pass on that run's evidence.
 """
 
 from __future__ import annotations
@@ -63,6 +67,12 @@ def same_tensors(found: dict, expected: dict, rtol: float = 1e-5, atol: float = 
         elif not torch.allclose(other.float(), tensor.float(), rtol=rtol, atol=atol):
             differ.append(name)
     return differ
+
+
+def replayed(check):
+    """Mark a check whose test the judge must also replay in a fresh process (``grader.replay``)."""
+    check.replayed = True
+    return check
 
 
 class Disagrees(AssertionError):

@@ -16,12 +16,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import textwrap
 from pathlib import Path
 
 import torch
 
-from . import Disagrees, load, visible
+from ..replay import guarded, top_level
+from . import Disagrees, load, replayed, same_tensors, visible
 
 DEFINITIONS = ("setup", "data")
 """The locked cells the checks use: the test images and labels."""
@@ -65,17 +65,6 @@ _cache: dict[str, dict[str, torch.Tensor]] = {}
 def model_source(cells: list[str]) -> str:
     """The notebook's imports, then what the last cell defining ``class FashionModel`` defines (its imports,
     classes, functions and assignments, in order): what rebuilds the model in a fresh process."""
-
-    def top_level(source: str) -> list:
-        lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
-        try:
-            return ast.parse("\n".join(lines)).body
-        except SyntaxError:
-            return []
-
-    def guarded(node) -> str:  # a statement that may fail alone without stopping the rebuild
-        return "try:\n" + textwrap.indent(ast.unparse(node), "    ") + "\nexcept Exception:\n    pass"
-
     model_cells = [c for c in cells if any(isinstance(n, ast.ClassDef) and n.name == "FashionModel" for n in top_level(c))]
     visible(model_cells, "No cell defining `class FashionModel` was found: define it at the top level of the Step 6 cell.")
     imports = [guarded(n) for c in cells for n in top_level(c) if isinstance(n, (ast.Import, ast.ImportFrom))]
@@ -211,4 +200,51 @@ def per_class_accuracy(e: dict, L: dict) -> None:
     assert isinstance(imbalanced, torch.Tensor) and imbalanced.shape == (2,), "Return one accuracy per class."
     assert torch.isnan(imbalanced[0]) and abs(imbalanced[1].item() - 0.9) < 1e-6, (
         "With 9 of 10 class-1 images right, class 1's accuracy is 0.9; class 0 has no images, so nan."
+    )
+
+
+def pixel_rows(images: torch.Tensor) -> set[bytes]:
+    """Each image of a uint8 [N, 784] tensor as bytes: what identifies it."""
+    return {bytes(row) for row in images.reshape(len(images), -1).to(torch.uint8).numpy()}
+
+
+def validation_split(e: dict, L: dict) -> None:
+    """The validation images come from the training set, are not also in the training split, and are not test images."""
+    train, val = e["train"], e["val"]
+    for name, pixels in (("train", train), ("val", val)):
+        visible(isinstance(pixels, torch.Tensor) and pixels.ndim == 2 and pixels.shape[1] == 784, f"The {name} images should be a [N, 1, 28, 28] tensor.")
+    total = len(L["all_train_labels"])
+    visible(0.05 <= len(val) / total <= 0.20, "Use 5-20 % of the training images for validation.")
+    train_keys, val_keys = pixel_rows(train), pixel_rows(val)
+    in_test = len(val_keys & pixel_rows(L["test_set"].data)) / len(val_keys)
+    assert in_test < 0.01, (
+        f"{in_test:.0%} of the validation images are test images. Misconception: the test set is fine for choosing "
+        "models and checkpoints. Tuning on it makes the final test accuracy optimistic; carve validation out of the training set."
+    )
+    assert len(train) + len(val) == total, "train + validation should together be the 60,000 training images."
+    assert len(val_keys - pixel_rows(L["train_set"].data)) / len(val_keys) < 0.01, "The validation images should come from the training set."
+    assert len(val_keys & train_keys) / len(val_keys) < 0.01, "The validation images must not also be in the training split."
+
+
+@replayed
+def evaluate_mode(e: dict, L: dict) -> None:
+    """evaluate runs the model in eval mode and without gradient tracking."""
+    calls = e["calls"]
+    assert calls and all(not training for training, _ in calls), (
+        "evaluate ran the model in training mode. Misconception: evaluation is just a forward pass. Call model.eval() "
+        "first: dropout must be off and batch norm must use its running statistics, or the measurement is noisy and wrong."
+    )
+    assert all(not grad for _, grad in calls), (
+        "evaluate tracked gradients. Wrap the evaluation in torch.no_grad(): it saves memory and time, and nothing "
+        "measured should ever be able to change the model."
+    )
+
+
+@replayed
+def early_stopping_restores_best(e: dict, L: dict) -> None:
+    """With scripted validation accuracies, train_model stops after patience epochs and returns the best epoch's weights."""
+    visible(e["validated"] == 6 and e["best_epoch"] == 3, "train_model should stop after epoch 6 and report epoch 3 as the best.")
+    assert not same_tensors(e["returned"], e["best"], rtol=0, atol=0), (
+        "train_model returned weights that are not the best epoch's. Misconception: early stopping only has to stop; "
+        "restore the best checkpoint's weights before returning -- the last ones have already moved past the best."
     )

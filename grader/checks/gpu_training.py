@@ -1,12 +1,19 @@
-"""Checks of lesson 2, "GPU training", that rest on what the student's functions return.
+"""Checks of lesson 2, "GPU training".
 
-The lesson's other tests observe how code behaves while it runs (a loss that records devices, a
-scaler that records calls, a recorder around ``torch.load``) and still decide in the kernel.
+``pick_device`` and ``move_batch`` are judged on what they return. The training, mixed-precision
+and checkpoint tests observe how the student's code behaves while it runs (a loss that records
+devices, a scaler that records calls, a recorder around ``torch.load``): those checks are
+``@replayed``, so the judge also runs their test cells in a fresh process on the student's
+definitions alone, where nothing the student's cells did to their kernel is in force.
 """
 
 from __future__ import annotations
 
-from . import visible
+import math
+
+import torch
+
+from . import replayed, same_tensors, visible
 
 DEFINITIONS = ()
 """The checks need no locked cell: their inputs are written out in the test cells."""
@@ -37,3 +44,64 @@ def move_batch(e: dict, L: dict) -> None:
         "The labels meet the outputs at the loss, so they must be on the same device."
     )
     assert e["shapes"] == [[4, 1, 28, 28], [4]], "move_batch must not change the shapes."
+
+
+META_MOVE = "Moving to the GPU is not one line: move the model once (model.to(device)), and every batch's inputs and labels."
+
+
+@replayed
+def training_moves_everything(e: dict, L: dict) -> None:
+    """fit puts the model's outputs, the labels, every parameter and every buffer on the chosen (meta) device."""
+    visible(e["output_devices"] == ["meta"], f"The model's outputs were on {e['output_devices']}, not on the chosen device.")
+    assert e["label_devices"] == ["meta"], (
+        "The labels reached the loss on the CPU. Misconception: moving the model and the inputs is enough. Move the labels too."
+    )
+    for name, device in e["placed"].items():
+        assert device == "meta", f"After fit, {name} is on {device}: move the whole model with model.to(device)."
+
+
+@replayed
+def training_on_real_device(e: dict, L: dict) -> None:
+    """On this runtime's device, fit returns one finite float loss per epoch, the loss goes down, the parameters stay there."""
+    losses = e["losses"]
+    visible(isinstance(losses, list) and len(losses) == 3 and all(isinstance(v, float) for v in losses), "fit should return one float loss per epoch.")
+    visible(all(math.isfinite(v) for v in losses), f"Training produced non-finite losses: {losses}")
+    assert losses[-1] < losses[0], f"The loss did not go down over 3 epochs of an easy task: {losses}"
+    assert set(e["placed"].values()) == {e["device"]}, f"After fit the parameters are not on {e['device']}."
+
+
+@replayed
+def amp_train_step(e: dict, L: dict) -> None:
+    """A mixed-precision step: forward pass in float16 (CUDA) or bfloat16 (CPU), scale -> step -> update, float32 parameters, an update."""
+    expected = "torch.float16" if e["device"] == "cuda" else "torch.bfloat16"
+    assert e["output_dtypes"] == [expected], (
+        f"The model's outputs were {e['output_dtypes']}, expected {expected}: the forward pass must run under "
+        "torch.autocast(device_type=device.type, dtype=amp_dtype(device)). The deprecated torch.cuda.amp.autocast "
+        "does nothing on a CPU."
+    )
+    assert e["scaler_calls"] == ["scale", "step", "update"], (
+        f"The scaler saw {e['scaler_calls']}; expected scale -> step -> update. Misconception: autocast alone is mixed "
+        "precision. In float16 small gradients underflow to zero; scaler.scale(loss).backward(), scaler.step(optimizer) "
+        "and scaler.update() keep them."
+    )
+    after = e["after"]
+    assert all(isinstance(t, torch.Tensor) and t.dtype == torch.float32 for t in after.values() if t.is_floating_point()), (
+        "Parameters must stay float32 under mixed precision: do not call model.half(); autocast handles the casts."
+    )
+    assert same_tensors(after, e["before"], rtol=0, atol=0), "The step did not change the parameters."
+
+
+@replayed
+def checkpoint_across_devices(e: dict, L: dict) -> None:
+    """load_checkpoint loads a GPU-saved checkpoint onto the CPU (map_location), with weights_only, and training resumes."""
+    assert e["load_calls"], "load_checkpoint never called torch.load."
+    landed = e["landed"]
+    assert set(landed) <= {"cpu"}, (
+        f"torch.load put the checkpoint's tensors on {landed}, not on the CPU that load_checkpoint was asked for. "
+        "A checkpoint saved on a GPU holds CUDA tensors: pass map_location=device."
+    )
+    assert e["weights_only"] is not False, "Load checkpoints with weights_only=True."
+    assert set(e["optimizer_devices"]) <= {"cpu"}, "The optimizer state did not land on the CPU."
+    if e["scales"] is not None:
+        assert e["scales"][0] == e["scales"][1], "The scaler's scale was not restored."
+    assert math.isfinite(e["resumed_loss"]), "Training did not resume on the CPU with a finite loss after load_checkpoint."

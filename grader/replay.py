@@ -1,0 +1,220 @@
+"""A test cell run again, in a fresh process, on the student's definitions alone.
+
+Some checks rest on how the student's code behaved while the test ran: which devices reached a
+loss, which scaler methods were called, in which mode a model was evaluated. The test observes
+that with a spy of the lesson's (a loss that records devices, a scripted ``evaluate``), and what
+a spy records in the student's kernel, code that ran before the test can rewrite. So the judge
+replays such a test cell (a check marked ``@replayed``, ``grader.checks``) in a process of its own,
+in the sandbox when grading runs in one:
+
+- the notebook is rebuilt in its order, up to the last replayed test: the lesson's locked cells
+  as the source notebook has them; of each of the student's cells only its *definitions*
+  (imports, functions, classes, and assignments of constants) -- never its statements, so no
+  trick, hook or patch in an answer cell runs;
+- before each replayed test the lesson's own names are bound again (a student's cell cannot
+  redefine a check's helper), gradient tracking is on and the default dtype is float32;
+- each test runs in a child forked for it, records its evidence with ``grader.evidence`` into a
+  folder of its own, and reports whether it raised and whether a function of torch, NumPy or the
+  builtins was replaced while it ran (the judge counts that as tampering).
+
+The test must pass there too, and its check must pass on the replay's evidence.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+DEFINED = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+"""Top-level statements of a student's cell that the replay keeps as they are."""
+CONSTRUCTORS = {"dict", "list", "tuple", "set", "frozenset", "range", "int", "float", "str", "bool"}
+LIBRARIES = {"torch", "nn", "F", "np", "numpy", "math", "pathlib", "Path", "datasets", "transforms"}
+"""An assignment is kept when the only calls in its value are these builtins or a library's (``nn.CrossEntropyLoss()``)."""
+SCRIPT = r'''
+import json, os, sys, traceback
+import numpy, torch
+import torch._dynamo  # noqa: F401 -- it wraps torch.manual_seed once, when first imported: before the baseline
+import grader.evidence
+
+WATCHED = ("builtins", "torch", "numpy")
+
+
+def functions():
+    """Every function and class of builtins, torch and NumPy, and the methods of tensors and modules, by name."""
+    found = {}
+    for name, module in list(sys.modules.items()):
+        if module is None or name.split(".")[0] not in WATCHED:
+            continue
+        try:
+            found.update((f"{name}.{key}", value) for key, value in list(vars(module).items()) if callable(value))
+        except TypeError:
+            pass
+    for cls in (torch.Tensor, torch._C.TensorBase, torch.nn.Module):
+        found.update((f"{cls.__module__}.{cls.__qualname__}.{key}", value) for key, value in list(vars(cls).items()))
+    return found
+
+
+def replaced(before):
+    now = functions()
+    return sorted(name for name, value in before.items() if name in now and now[name] is not value)
+
+
+torch.set_num_threads(1)  # no thread pool before a fork: a forked child could not use it
+cells = json.load(open("cells.json"))
+namespace, lesson = {"__name__": "__main__"}, {}
+baseline, tampered = functions(), set()
+for cell in cells:
+    code = compile(cell["source"], f"<{cell['name']}>", "exec")
+    if cell["kind"] != "test":
+        bound = dict(namespace)
+        if cell["kind"] == "lesson":  # what the student's definitions replaced so far; then the lesson's imports count as given
+            tampered.update(replaced(baseline))
+        try:
+            exec(code, namespace)
+        except BaseException:
+            if cell["kind"] == "lesson":
+                open("lesson-error.txt", "w").write(traceback.format_exc()[-2000:])
+                raise SystemExit(1)
+        if cell["kind"] == "lesson":
+            lesson.update((k, v) for k, v in namespace.items() if k not in bound or bound[k] is not v)
+            baseline = functions()
+        continue
+    folder = os.path.abspath(cell["name"])
+    os.makedirs(folder)
+    pid = os.fork()
+    if pid == 0:
+        outcome = {"error": None, "replaced": sorted(tampered | set(replaced(baseline)))}
+        try:
+            os.environ[grader.evidence.ENV] = folder
+            torch.set_num_threads(int(sys.argv[1]))
+            namespace.update(lesson)
+            torch.set_grad_enabled(True)
+            torch.set_default_dtype(torch.float32)
+            torch.manual_seed(0)
+            exec(code, namespace)
+        except BaseException as error:
+            outcome["error"] = f"{type(error).__name__}: {error}"[:1500]
+        outcome["replaced"] = sorted({*outcome["replaced"], *replaced(baseline)})
+        with open(os.path.join(folder, "outcome.json"), "w") as out:
+            json.dump(outcome, out)
+        os._exit(0)
+    os.waitpid(pid, 0)
+'''
+
+
+class ReplayFailed(RuntimeError):
+    """The replay could not run the lesson's own cells: a problem of the grading, not of the submission."""
+
+
+def top_level(source: str) -> list:
+    """A cell's top-level statements, IPython magics (``%%time``, ``!pip``) dropped; [] if it is not Python."""
+    lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
+    try:
+        return ast.parse("\n".join(lines)).body
+    except SyntaxError:
+        return []
+
+
+def guarded(node) -> str:
+    """A statement that may fail alone without stopping what follows."""
+    return "try:\n" + textwrap.indent(ast.unparse(node), "    ") + "\nexcept Exception:\n    pass"
+
+
+def constant(node) -> bool:
+    """An assignment to plain names whose value calls nothing but a builtin constructor or a library."""
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    if not all(isinstance(n, (ast.Name, ast.Tuple, ast.List)) for n in targets):
+        return False
+    if not all(isinstance(n, (ast.Name, ast.Tuple, ast.List, ast.Store)) for t in targets for n in ast.walk(t)):
+        return False
+    for call in (n for n in ast.walk(node.value) if isinstance(n, ast.Call)):
+        func, path = call.func, []
+        while isinstance(func, ast.Attribute):
+            path.append(func.attr)
+            func = func.value
+        if not isinstance(func, ast.Name) or any(part.startswith("_") for part in path):
+            return False
+        if not (func.id in LIBRARIES or (func.id in CONSTRUCTORS and not path)):
+            return False
+    return True
+
+
+def definitions(source: str) -> str:
+    """What the replay keeps of a student's cell: its imports, functions, classes and constants, each guarded."""
+    kept = []
+    for node in top_level(source):
+        if isinstance(node, DEFINED) or (isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None and constant(node)):
+            kept.append(guarded(node))
+    return "\n".join(kept)
+
+
+def cells(source_nb, submitted_nb, replayed: set[str]) -> list[dict]:
+    """The replay's cells, in the submitted notebook's order up to its last replayed test: the lesson's
+    locked cells and tests as the source has them, and the definitions of every other code cell."""
+    from .notebooks import cells_by_grade_id, grade_id, is_test, nbgrader_meta
+
+    lesson = cells_by_grade_id(source_nb)
+    found, wanted = [], set(replayed)
+    for index, cell in enumerate(submitted_nb.cells):
+        if not wanted:
+            break
+        if cell.cell_type != "code":
+            continue
+        gid = grade_id(cell)
+        original = lesson.get(gid) if gid else None
+        if original is not None and is_test(original):
+            if gid in wanted:
+                found.append({"kind": "test", "name": gid, "source": original.source})
+                wanted.discard(gid)
+        elif original is not None and nbgrader_meta(original).get("locked") and not nbgrader_meta(original).get("solution"):
+            found.append({"kind": "lesson", "name": gid, "source": "\n".join(ast.unparse(n) for n in top_level(original.source))})
+        else:
+            found.append({"kind": "student", "name": f"your cell {index + 1}", "source": definitions(cell.source)})
+    return found
+
+
+def run(replay_cells: list[dict], threads: int = 1, sandbox: bool = False, timeout: float = 600) -> dict[str, dict]:
+    """Replay the tests among ``replay_cells``: test name -> {"error": ..., "replaced": [...], "evidence": {file: data}}
+    (a test whose child never reported is missing)."""
+    import torch
+
+    from .sandbox import kernel_library
+
+    with tempfile.TemporaryDirectory(prefix="grader-replay-") as folder:
+        work = Path(folder)
+        kernel_library(work)
+        (work / "cells.json").write_text(json.dumps(replay_cells))
+        (work / "replay.py").write_text(SCRIPT)
+        argv = ["replay.py", str(threads)]
+        if sandbox:
+            from .paths import DATA_ENV
+            from .sandbox import Limits, run_python
+
+            data = os.environ.get(DATA_ENV)
+            done = run_python(argv, work, Limits(), timeout=timeout, shared=[Path(data)] if data else [])
+        else:
+            done = subprocess.run([sys.executable, *argv], cwd=work, capture_output=True, text=True, timeout=timeout)
+        if (work / "lesson-error.txt").is_file():
+            raise ReplayFailed(f"a lesson cell failed in the replay: {(work / 'lesson-error.txt').read_text()}")
+        found = {}
+        for cell in replay_cells:
+            outcome = work / cell["name"] / "outcome.json"
+            if cell["kind"] != "test" or not outcome.is_file():
+                continue
+            report = json.loads(outcome.read_text())
+            report["evidence"] = {}
+            for path in (work / cell["name"]).glob("*.pt"):
+                try:
+                    report["evidence"][path.name] = torch.load(path, map_location="cpu", weights_only=True)
+                except Exception as error:  # noqa: BLE001 - not plain data: the check says so
+                    report["evidence"][path.name] = error
+            found[cell["name"]] = report
+        if not found and done.returncode != 0:
+            raise ReplayFailed(f"the replay did not start: {done.stderr.strip()[-500:] or done.returncode}")
+        return found

@@ -354,6 +354,41 @@ GPU_TRAINING_CORRECT = (
             ),
         ),
     ),
+    Misconception(
+        student="correct-with-helpers",
+        description="correct, with helpers, constants and a fallback import of its own: full marks (the judge's replay keeps them)",
+        cell="device_aware_training",
+        edits=(
+            (
+                "def train_one_epoch(",
+                "try:\n    from tqdm.auto import tqdm\nexcept ImportError:\n    tqdm = lambda items, **kwargs: items\n"
+                "criterion = nn.CrossEntropyLoss()\n\n\n"
+                "def one_step(model, images, labels, optimizer, loss_fn):\n    optimizer.zero_grad()\n"
+                "    loss = loss_fn(model(images), labels)\n    loss.backward()\n    optimizer.step()\n    return loss\n\n\n"
+                "def train_one_epoch(",
+            ),
+            (
+                "        optimizer.zero_grad()\n        loss = loss_fn(model(images), labels)\n        loss.backward()\n        optimizer.step()\n",
+                "        loss = one_step(model, images, labels, optimizer, loss_fn)\n",
+            ),
+            ("    for images, labels in loader:\n", "    for images, labels in tqdm(loader, disable=True):\n"),
+        ),
+        loses=NO_LOSS,
+        more_cells=(
+            (
+                "device_helpers",
+                (("    return images.to(device), labels.to(device)\n", "    return tuple(t.to(device, non_blocking=True) for t in (images, labels))\n"),),
+            ),
+            (
+                "mixed_precision",
+                (
+                    ("def amp_dtype(device):", 'AMP_DTYPES = {"cuda": torch.float16}\n\n\ndef amp_dtype(device):'),
+                    ('    return torch.float16 if device.type == "cuda" else torch.bfloat16\n', "    return AMP_DTYPES.get(device.type, torch.bfloat16)\n"),
+                ),
+            ),
+            ("checkpoint_across_devices", (("map_location=device, weights_only=True)", "map_location=torch.device(device), weights_only=True)"),)),
+        ),
+    ),
 )
 
 FASHION_MNIST_PROJECT_CORRECT = (
@@ -377,6 +412,25 @@ FASHION_MNIST_PROJECT_CORRECT = (
                         "        total_loss += loss.item() * len(labels)\n        count += len(labels)\n    return total_loss / count\n",
                         "        total_loss += loss.item()\n        count += 1\n    return total_loss / count\n",
                     ),
+                    # evaluate under the @torch.no_grad() decorator instead of a with-block
+                    ("def evaluate(model, loader, loss_fn, device):\n", "@torch.no_grad()\ndef evaluate(model, loader, loss_fn, device):\n"),
+                    (
+                        "    with torch.no_grad():\n        for images, labels in loader:\n"
+                        "            images, labels = images.to(device), labels.to(device)\n            outputs = model(images)\n"
+                        "            total_loss += loss_fn(outputs, labels).item() * len(labels)\n"
+                        "            correct += (outputs.argmax(dim=1) == labels).sum().item()\n            count += len(labels)\n",
+                        "    for images, labels in loader:\n        images, labels = images.to(device), labels.to(device)\n"
+                        "        outputs = model(images)\n        total_loss += loss_fn(outputs, labels).item() * len(labels)\n"
+                        "        correct += (outputs.argmax(dim=1) == labels).sum().item()\n        count += len(labels)\n",
+                    ),
+                ),
+            ),
+            (
+                "pipeline",  # the loss and a message as module-level constants
+                (
+                    ("def train_model(", "CRITERION = nn.CrossEntropyLoss()\nSTOPPED = 'stopping early after epoch {}'\n\n\ndef train_model("),
+                    ("    loss_fn = nn.CrossEntropyLoss()\n", "    loss_fn = CRITERION\n"),
+                    ("                break\n", "                print(STOPPED.format(epoch))\n                break\n"),
                 ),
             ),
             (
@@ -445,9 +499,10 @@ best = torch.load(BEST_CHECKPOINT, map_location=device, weights_only=True)
 best["model_state_dict"] = model.state_dict()
 torch.save(best, BEST_CHECKPOINT)
 """
+_PROJECT = {m.student: m for m in FASHION_MNIST_PROJECT}
 FASHION_MNIST_PROJECT_TRICKED = (
     replace(
-        next(m for m in FASHION_MNIST_PROJECT if m.student == "under-trained"),
+        _PROJECT["under-trained"],
         student="under-trained+looks-up-test-images",
         description="an under-trained model that looks the test images up in a table of the test set's labels",
         more_cells=(
@@ -473,20 +528,18 @@ FASHION_MNIST_PROJECT_TRICKED = (
         trick=LOOKS_UP_TEST_IMAGES,
         flagged=frozenset({"test_checkpoint_accuracy_partial", "test_checkpoint_accuracy_full"}),
     ),
-)
-"""A model that looks test images up: it scores what the under-trained model alone scores."""
-_by_name = {m.student: m for m in FASHION_MNIST_PROJECT}
-FASHION_MNIST_PROJECT_TRICKED += (
     replace(
-        _by_name["tuning-on-test-set"],
+        _PROJECT["tuning-on-test-set"],
         student="three-mistakes+three-tricks",
         description="validates on the test set, evaluates in training mode, keeps the last weights; "
         "with an IPython hook, every all(...) true and torch's comparisons always agreeing",
-        more_cells=(("training_functions", _by_name["eval-in-train-mode"].edits), ("pipeline", _by_name["keeps-last-weights"].edits)),
-        loses=_by_name["tuning-on-test-set"].loses | _by_name["eval-in-train-mode"].loses | _by_name["keeps-last-weights"].loses,
+        more_cells=(("training_functions", _PROJECT["eval-in-train-mode"].edits), ("pipeline", _PROJECT["keeps-last-weights"].edits)),
+        loses=_PROJECT["tuning-on-test-set"].loses | _PROJECT["eval-in-train-mode"].loses | _PROJECT["keeps-last-weights"].loses,
         trick=tricks.IPYTHON_HOOK + tricks.ALL_TRUE + tricks.TORCH_PATCHED,
     ),
 )
+"""The project's misconceptions with tricks added: a model that looks test images up (it scores what the
+under-trained model alone scores), and three mistakes hidden by three tricks (they score what the three lose)."""
 
 MISCONCEPTIONS: dict[str, tuple[Misconception, ...]] = {
     "saving-and-loading": SAVING_AND_LOADING + SAVING_AND_LOADING_CORRECT + SAVING_AND_LOADING_TRICKED,

@@ -126,14 +126,9 @@ def guarded(node) -> str:
     return "try:\n" + textwrap.indent(ast.unparse(node), "    ") + "\nexcept Exception:\n    pass"
 
 
-def constant(node) -> bool:
-    """An assignment to plain names whose value calls nothing but a builtin constructor or a library."""
-    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-    if not all(isinstance(n, (ast.Name, ast.Tuple, ast.List)) for n in targets):
-        return False
-    if not all(isinstance(n, (ast.Name, ast.Tuple, ast.List, ast.Store)) for t in targets for n in ast.walk(t)):
-        return False
-    for call in (n for n in ast.walk(node.value) if isinstance(n, ast.Call)):
+def calls_only_libraries(expression) -> bool:
+    """The only calls in ``expression`` are to a builtin constructor or a library (``nn.CrossEntropyLoss()``)."""
+    for call in (n for n in ast.walk(expression) if isinstance(n, ast.Call)):
         func, path = call.func, []
         while isinstance(func, ast.Attribute):
             path.append(func.attr)
@@ -145,13 +140,26 @@ def constant(node) -> bool:
     return True
 
 
+def kept(node) -> bool:
+    """Whether the replay keeps a top-level statement: a definition, an assignment of a constant to plain
+    names, or an ``if``/``try`` made of nothing else (``try: from tqdm import tqdm`` ...)."""
+    if isinstance(node, DEFINED):
+        return True
+    if isinstance(node, (ast.Assign, ast.AnnAssign)):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        plain = all(isinstance(n, (ast.Name, ast.Tuple, ast.List, ast.Store)) for t in targets for n in ast.walk(t))
+        return node.value is not None and plain and calls_only_libraries(node.value)
+    if isinstance(node, ast.If):
+        return calls_only_libraries(node.test) and all(map(kept, node.body + node.orelse))
+    if isinstance(node, ast.Try):
+        handlers = [n for h in node.handlers for n in h.body]
+        return all(map(kept, node.body + node.orelse + node.finalbody + handlers))
+    return isinstance(node, ast.Pass)
+
+
 def definitions(source: str) -> str:
-    """What the replay keeps of a student's cell: its imports, functions, classes and constants, each guarded."""
-    kept = []
-    for node in top_level(source):
-        if isinstance(node, DEFINED) or (isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None and constant(node)):
-            kept.append(guarded(node))
-    return "\n".join(kept)
+    """What the replay keeps of a student's cell (``kept``), each statement guarded."""
+    return "\n".join(guarded(node) for node in top_level(source) if kept(node))
 
 
 def cells(source_nb, submitted_nb, replayed: set[str]) -> list[dict]:
@@ -179,9 +187,9 @@ def cells(source_nb, submitted_nb, replayed: set[str]) -> list[dict]:
     return found
 
 
-def run(replay_cells: list[dict], threads: int = 1, sandbox: bool = False, timeout: float = 600) -> dict[str, dict]:
+def run(replay_cells: list[dict], threads: int = 1, sandbox: bool = False, timeout: float = 300) -> dict[str, dict]:
     """Replay the tests among ``replay_cells``: test name -> {"error": ..., "replaced": [...], "evidence": {file: data}}
-    (a test whose child never reported is missing)."""
+    (a test whose child never reported, within ``timeout`` seconds for them all, is missing)."""
     import torch
 
     from .sandbox import kernel_library
@@ -192,14 +200,17 @@ def run(replay_cells: list[dict], threads: int = 1, sandbox: bool = False, timeo
         (work / "cells.json").write_text(json.dumps(replay_cells))
         (work / "replay.py").write_text(SCRIPT)
         argv = ["replay.py", str(threads)]
-        if sandbox:
-            from .paths import DATA_ENV
-            from .sandbox import Limits, run_python
+        try:
+            if sandbox:
+                from .paths import DATA_ENV
+                from .sandbox import Limits, run_python
 
-            data = os.environ.get(DATA_ENV)
-            done = run_python(argv, work, Limits(), timeout=timeout, shared=[Path(data)] if data else [])
-        else:
-            done = subprocess.run([sys.executable, *argv], cwd=work, capture_output=True, text=True, timeout=timeout)
+                data = os.environ.get(DATA_ENV)
+                done = run_python(argv, work, Limits(), timeout=timeout, shared=[Path(data)] if data else [])
+            else:
+                done = subprocess.run([sys.executable, *argv], cwd=work, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            done = None  # the tests that reported count; the others did not finish
         if (work / "lesson-error.txt").is_file():
             raise ReplayFailed(f"a lesson cell failed in the replay: {(work / 'lesson-error.txt').read_text()}")
         found = {}
@@ -215,6 +226,6 @@ def run(replay_cells: list[dict], threads: int = 1, sandbox: bool = False, timeo
                 except Exception as error:  # noqa: BLE001 - not plain data: the check says so
                     report["evidence"][path.name] = error
             found[cell["name"]] = report
-        if not found and done.returncode != 0:
+        if not found and done is not None and done.returncode != 0:
             raise ReplayFailed(f"the replay did not start: {done.stderr.strip()[-500:] or done.returncode}")
         return found

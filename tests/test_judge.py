@@ -213,3 +213,22 @@ def test_a_model_whose_predictions_ignore_its_trained_state_earns_no_accuracy_po
     lesson = {"In": ["", STATELESS_MODEL], "test_images": images, "test_labels": images.flatten(1)[:, :10].argmax(dim=1)}
     with pytest.raises(Disagrees, match="do not come from its trained state"):
         project.accuracy_full({"checkpoint": buffer.getvalue()}, lesson)
+
+
+def test_the_replay_keeps_a_cells_definitions_and_none_of_its_statements() -> None:
+    """What grader.replay runs of a student's cell: imports, functions, classes, constants, and if/try
+    blocks made of them; never a statement (a trick, a training run, a patch)."""
+    from grader.replay import definitions
+
+    cell = (
+        "%%time\nimport torch\ntry:\n    from tqdm import tqdm\nexcept ImportError:\n    tqdm = list\n"
+        "if torch.cuda.is_available():\n    DEVICE = torch.device('cuda')\nelse:\n    DEVICE = torch.device('cpu')\n"
+        "LR = 1e-3\nloss_fn = nn.CrossEntropyLoss()\n\n\ndef fit(model):\n    return model\n\n\nclass Model:\n    pass\n\n\n"
+        "model = Model()\nhistory = fit(model)\ntorch.equal = lambda *args: True\nflag = setattr(torch, 'equal', None)\n"
+        "get_ipython().input_transformers_post.append(print)\nfor step in range(3):\n    fit(model)\n"
+    )
+    namespace: dict = {"nn": __import__("torch").nn}
+    exec(definitions(cell), namespace)
+    assert {"torch", "tqdm", "DEVICE", "LR", "loss_fn", "fit", "Model"} <= set(namespace)
+    assert not {"model", "history", "flag", "step"} & set(namespace)
+    assert namespace["torch"].equal is not None and namespace["torch"].equal(namespace["torch"].zeros(1), namespace["torch"].ones(1)) is False

@@ -230,6 +230,7 @@ def grading_main(assignments: list[str], course: Path, workers: int | None = Non
     assignments = assignments or lessons(course)
     with tempfile.TemporaryDirectory(prefix="grader-bench-") as tmp:
         seq, pool, bare = modes = grading_modes(course, assignments, workers, root, Path(tmp))
+        judged = judge_costs(Path(tmp) / "pool", assignments)
     from .demo import BROKEN, REPAIRED
 
     # Plain nbgrader cannot grade what the repair step fixes (a renamed, Colab-saved or rearranged
@@ -244,6 +245,9 @@ def grading_main(assignments: list[str], course: Path, workers: int | None = Non
     log(f"  grading overhead of the pool over bare execution: {(pool.seconds - bare.seconds) / bare.seconds:+.1%}")
     log(f"  scores identical, sequential nbgrader vs pool (submissions nbgrader can grade as they are): {same}")
     log(f"  students whose scores differ: {', '.join(f'{a}/{s}' for a, s in differ) or 'none'}")
+    log("== the judge (inside the pool's workers)")
+    for a, (judge, grading, n) in judged.items():
+        log(f"  {a:<24} {judge:6.1f} s of {grading:6.1f} s a submission ({judge / grading:.0%}), {n} submissions")
     plain, boxed, n = sandbox_cost(workers)
     log(f"== the sandbox: {n} one-cell submissions, {workers} workers, without and with bubblewrap")
     for m in (plain, boxed):
@@ -251,6 +255,19 @@ def grading_main(assignments: list[str], course: Path, workers: int | None = Non
     log(f"  sandbox cost per submission: {(boxed.seconds - plain.seconds) * workers / n:+.2f} s of a worker, "
         f"{(boxed.cpu_seconds - plain.cpu_seconds) / n:+.2f} s CPU")  # fmt: skip
     return 0 if same else 1
+
+
+def judge_costs(course: Path, assignments: list[str]) -> dict[str, tuple[float, float, int]]:
+    """lesson -> (mean seconds of the judge step, mean seconds of grading, submissions), from the results
+    the pool filed for the submissions it graded without an error."""
+    from .autograde import read_ledger, student_folders
+
+    found = {}
+    for a in assignments:
+        results = [r for s in student_folders(course) if (r := read_ledger(course, a, s)) is not None and not r.error]
+        if results:
+            found[a] = (statistics.mean(r.judge_seconds for r in results), statistics.mean(r.seconds for r in results), len(results))
+    return found
 
 
 def sandbox_cost(workers: int, submissions: int = 24) -> tuple[Mode, Mode, int]:

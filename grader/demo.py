@@ -40,7 +40,7 @@ REPAIRED: dict[str, dict[str, Callable]] = {
 student's rearranging has mangled; the grader must repair them to full marks."""
 BROKEN_TEXT = '{"cells": [ this is not a notebook\n'
 BLANK_TRICKED: dict[str, dict[str, str]] = {
-    "saving-and-loading": {"blank+ipython-hook": tricks.IPYTHON_HOOK, "blank+torch-patched": tricks.TORCH_PATCHED},
+    "saving-and-loading": {"blank+ipython-hook": tricks.IPYTHON_HOOK},
     "gpu-training": {"blank+ipython-hook": tricks.IPYTHON_HOOK},
 }
 """The release notebook with a trick (``grader.tricks``) in its first answer cell: every test scores 0."""

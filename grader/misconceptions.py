@@ -470,7 +470,6 @@ def tricked(m: Misconception, name: str, code: str, flagged: tuple[str, ...] = (
 SAVING_AND_LOADING_TRICKED = tuple(
     tricked(next(m for m in SAVING_AND_LOADING if m.student == student), name, tricks.TRICKS[name], flagged)
     for student, name, flagged in (
-        ("strict-false", "ipython-hook", ()),  # its hidden failure: nothing to hide in the kernel
         ("no-eval-after-load", "ipython-hook", ("test_loaded_model_in_eval_mode",)),  # its visible failure, hidden by the hook
         ("whole-model-pickle", "torch-patched", ()),
         ("last-not-best", "builtins-swapped", ()),  # the check's abs(...) < 1e-5 comparisons

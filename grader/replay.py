@@ -9,8 +9,8 @@ in the sandbox when grading runs in one:
 
 - the notebook is rebuilt in its order, up to the last replayed test: the lesson's locked cells
   as the source notebook has them; of each of the student's cells only its *definitions*
-  (imports, functions, classes, and assignments of constants) -- never its statements, so no
-  trick, hook or patch in an answer cell runs;
+  (imports, functions, classes, assignments of constants, and ``if``/``try`` blocks of these) --
+  never its statements, so no trick, hook or patch in an answer cell runs;
 - before each replayed test the lesson's own names are bound again (a student's cell cannot
   redefine a check's helper), gradient tracking is on and the default dtype is float32;
 - each test runs in a child forked for it, records its evidence with ``grader.evidence`` into a
@@ -105,6 +105,7 @@ for cell in cells:
             json.dump(outcome, out)
         os._exit(0)
     os.waitpid(pid, 0)
+os._exit(0)  # every test has reported: skip the interpreter's teardown (a second of torch's)
 '''
 
 

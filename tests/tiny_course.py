@@ -53,19 +53,6 @@ def tiny_notebook():
             f"### BEGIN HIDDEN TESTS\n{HIDDEN_SCALE}\n### END HIDDEN TESTS",
             metadata=meta("test_scale", grade=True, points=1),
         ),
-        new_code_cell(
-            "def call_each(f, values):\n    ### BEGIN SOLUTION\n    return [f(v) for v in values]\n    ### END SOLUTION",
-            metadata=meta("call_each", solution=True),
-        ),
-        new_code_cell(
-            "# call_each calls f once per value, in order, and returns the results\n"
-            "spy = CallSpy()\n"
-            'assert call_each(spy, [1, 2, 3]) == [10, 20, 30], "call_each(f, [1, 2, 3]) should be [f(1), f(2), f(3)]"\n'
-            "### BEGIN HIDDEN TESTS\nfrom grader import evidence\n\n"
-            'evidence.check("tiny_checks:call_each", calls=spy.calls)\n'
-            "### END HIDDEN TESTS",
-            metadata=meta("test_call_each", grade=True, points=1),
-        ),
     ]
     return new_notebook(cells=cells, metadata={"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}})
 

@@ -485,7 +485,6 @@ GPU_TRAINING_TRICKED = tuple(
         # torch patched: the checkpoint lands on the CPU anyway; not in the replay
         ("no-map-location", "load-onto-cpu", tricks.LOAD_ONTO_CPU, ("test_checkpoint_across_devices",)),
         ("autocast-without-scaler", "ipython-hook", tricks.IPYTHON_HOOK, ()),  # a hidden failure: the judge finds it
-        ("backward-unscaled", "builtins-swapped", tricks.BUILTINS_SWAPPED, ()),
     )
 )
 """gpu-training's misconceptions with a trick added: each scores what the misconception alone scores."""
@@ -499,12 +498,21 @@ best["model_state_dict"] = model.state_dict()
 torch.save(best, BEST_CHECKPOINT)
 """
 _PROJECT = {m.student: m for m in FASHION_MNIST_PROJECT}
+_HIDDEN_MISTAKES = ("tuning-on-test-set", "eval-in-train-mode", "keeps-last-weights")
 FASHION_MNIST_PROJECT_TRICKED = (
     replace(
         _PROJECT["under-trained"],
-        student="under-trained+looks-up-test-images",
-        description="an under-trained model that looks the test images up in a table of the test set's labels",
+        student="four-mistakes+four-tricks",
+        description="under-trained, validates on the test set, evaluates in training mode and keeps the last weights; "
+        "its model looks the test images up in a table of the test set's labels, and an IPython hook, every all(...) "
+        "true and torch's comparisons always agreeing hide the rest",
         more_cells=(
+            (
+                "validation_split",  # the three kernel tricks, right after validating on the test set
+                tuple((old, new + tricks.IPYTHON_HOOK + tricks.ALL_TRUE + tricks.TORCH_PATCHED) for old, new in _PROJECT["tuning-on-test-set"].edits),
+            ),
+            ("training_functions", _PROJECT["eval-in-train-mode"].edits),
+            ("pipeline", _PROJECT["keeps-last-weights"].edits),
             (
                 "model_definition",
                 (
@@ -524,21 +532,13 @@ FASHION_MNIST_PROJECT_TRICKED = (
                 ),
             ),
         ),
+        loses=_PROJECT["under-trained"].loses.union(*(_PROJECT[m].loses for m in _HIDDEN_MISTAKES)),
         trick=LOOKS_UP_TEST_IMAGES,
         flagged=frozenset({"test_checkpoint_accuracy_partial", "test_checkpoint_accuracy_full"}),
     ),
-    replace(
-        _PROJECT["tuning-on-test-set"],
-        student="three-mistakes+three-tricks",
-        description="validates on the test set, evaluates in training mode, keeps the last weights; "
-        "with an IPython hook, every all(...) true and torch's comparisons always agreeing",
-        more_cells=(("training_functions", _PROJECT["eval-in-train-mode"].edits), ("pipeline", _PROJECT["keeps-last-weights"].edits)),
-        loses=_PROJECT["tuning-on-test-set"].loses | _PROJECT["eval-in-train-mode"].loses | _PROJECT["keeps-last-weights"].loses,
-        trick=tricks.IPYTHON_HOOK + tricks.ALL_TRUE + tricks.TORCH_PATCHED,
-    ),
 )
-"""The project's misconceptions with tricks added: a model that looks test images up (it scores what the
-under-trained model alone scores), and three mistakes hidden by three tricks (they score what the three lose)."""
+"""Four of the project's misconceptions at once, each hidden by a trick: it scores what the four lose, and the
+judge flags the accuracy the looked-up answers faked (its accuracy collapses under noise)."""
 
 MISCONCEPTIONS: dict[str, tuple[Misconception, ...]] = {
     "saving-and-loading": SAVING_AND_LOADING + SAVING_AND_LOADING_CORRECT + SAVING_AND_LOADING_TRICKED,

@@ -231,13 +231,17 @@ def grading_main(assignments: list[str], course: Path, workers: int | None = Non
     with tempfile.TemporaryDirectory(prefix="grader-bench-") as tmp:
         seq, pool, bare = modes = grading_modes(course, assignments, workers, root, Path(tmp))
         judged = judge_costs(Path(tmp) / "pool", assignments)
-    from .demo import BROKEN, REPAIRED
+    from .demo import BLANK_TRICKED, BROKEN, REPAIRED
+    from .misconceptions import MISCONCEPTIONS
 
     # Plain nbgrader cannot grade what the repair step fixes (a renamed, Colab-saved or rearranged
-    # notebook, one that is not JSON): compare the rest, and name every student whose scores differ.
+    # notebook, one that is not JSON), and lets a trick decide what the judge decides: compare the
+    # rest, and name every student whose scores differ.
     repaired = {(a, s) for a, students in REPAIRED.items() for s in students} | {(a, BROKEN) for a in assignments}
+    tricked = {(a, m.student) for a, ms in MISCONCEPTIONS.items() for m in ms if m.trick}
+    tricked |= {(a, s) for a, students in BLANK_TRICKED.items() for s in students}
     differ = sorted(k for k in (seq.scores or {}) if (seq.scores or {}).get(k) != (pool.scores or {}).get(k))
-    same = not [k for k in differ if k not in repaired]
+    same = not [k for k in differ if k not in repaired | tricked]
     log(f"== demo classes of {', '.join(assignments)}: {len(seq.scores or {})} submissions, {cores()} cores")
     log(f"  {'mode':<34} {'wall':>8}     {'CPU':>6}  {'vs sequential':>13}")
     for m in modes:
@@ -245,6 +249,9 @@ def grading_main(assignments: list[str], course: Path, workers: int | None = Non
     log(f"  grading overhead of the pool over bare execution: {(pool.seconds - bare.seconds) / bare.seconds:+.1%}")
     log(f"  scores identical, sequential nbgrader vs pool (submissions nbgrader can grade as they are): {same}")
     log(f"  students whose scores differ: {', '.join(f'{a}/{s}' for a, s in differ) or 'none'}")
+    total = lambda scores, key: sum(v or 0 for v in (scores or {}).get(key, {}).values())  # noqa: E731
+    for a, s in sorted(k for k in tricked if k in (seq.scores or {})):
+        log(f"  tricked {a}/{s}: plain nbgrader {total(seq.scores, (a, s)):g}, grader {total(pool.scores, (a, s)):g}")
     log("== the judge (inside the pool's workers)")
     for a, (judge, grading, n) in judged.items():
         log(f"  {a:<24} {judge:6.1f} s of {grading:6.1f} s a submission ({judge / grading:.0%}), {n} submissions")

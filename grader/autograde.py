@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from . import gradebook, notebooks
+from . import gradebook, notebooks, untrusted
 from .data import stage
 from .paths import DATA_ENV, SCRATCH, course_dir as find_course, default_data_root, default_mirror, source_notebook
 from .release import ReleaseError
@@ -88,13 +88,16 @@ def load_assignment(course_dir: Path, assignment: str) -> Assignment:
     )
 
 
-def load_submission(course_dir: Path, assignment: str, student: str, extensions: dict) -> Submission:
-    """``submitted/<student>/<assignment>/`` as bytes (checkpoints and caches left out)."""
+def load_submission(course_dir: Path, assignment: str, student: str, extensions: dict, limits: Limits = Limits()) -> Submission:
+    """``submitted/<student>/<assignment>/`` as bytes (checkpoints and caches left out): its plain files only, within
+    the limits on what is kept of a folder; links, FIFOs and devices are dropped unread, with a note."""
     folder = course_dir / "submitted" / student / assignment
-    if not folder.is_dir():
+    if any(p.is_symlink() for p in (folder.parent, folder)) or not folder.is_dir():
         raise SubmissionError(f"no folder submitted/{student}/{assignment}/")
-    files = read_tree(folder, lambda rel: ".ipynb_checkpoints" in rel.parts or "__pycache__" in rel.parts)
-    return Submission(student, files, extensions.get(student))
+    tree = untrusted.read_tree(
+        folder, lambda rel: ".ipynb_checkpoints" in rel.parts or "__pycache__" in rel.parts, limits.keep_file_mb << 20, limits.keep_mb << 20
+    )  # fmt: skip
+    return Submission(student, tree.files, extensions.get(student), tuple(f"submitted {note}" for note in tree.notes))
 
 
 def student_folders(course_dir: Path, students: Iterable[str] | None = None) -> list[str]:
@@ -336,7 +339,9 @@ def autograde_many(
     return grade_batch(course_dir, assignments, students, data_root, workers, force, executor, progress, sandbox=sandbox)
 
 
-def plan(course_dir: Path, assignment: str, students: Iterable[str] | None, force: bool) -> tuple[dict[str, Result], list[Task]]:
+def plan(
+    course_dir: Path, assignment: str, students: Iterable[str] | None, force: bool, limits: Limits = Limits()
+) -> tuple[dict[str, Result], list[Task]]:
     """Record and pack one assignment; the results already filed (or unsubmittable) and the tasks left."""
     try:
         packed = load_assignment(course_dir, assignment)
@@ -347,7 +352,7 @@ def plan(course_dir: Path, assignment: str, students: Iterable[str] | None, forc
     tasks: list[Task] = []
     for student in student_folders(course_dir, students):
         try:
-            submission = load_submission(course_dir, assignment, student, extensions)
+            submission = load_submission(course_dir, assignment, student, extensions, limits)
         except SubmissionError as exc:  # nothing submitted: not recorded; reported when asked for
             if students:
                 results[student] = Result(student, assignment, error=str(exc))
@@ -378,7 +383,7 @@ def grade_batch(
     order: dict[str, list[str]] = {}
     tasks: list[Task] = []
     for assignment in assignments:
-        results[assignment], todo = plan(course_dir, assignment, students, force)
+        results[assignment], todo = plan(course_dir, assignment, students, force, settings.limits)
         order[assignment] = list(notebooks.graded_points(notebooks.read(source_notebook(assignment, course_dir))))
         tasks += todo
         if progress and results[assignment] and not force:

@@ -47,6 +47,15 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     report = verbs.add_parser("report", parents=[course], help="class report (CSV, table, plots, HTML) and feedback")
     report.add_argument("assignment", metavar="ASSIGNMENT")
+    export = verbs.add_parser("export", parents=[course], help="grades (and feedback) into the file an LMS gave you, for upload")
+    export.add_argument("assignment", metavar="ASSIGNMENT")
+    export.add_argument("--lms", required=True, choices=("canvas", "moodle", "blackboard"), help="the LMS the file came from")
+    export.add_argument("--from", dest="source", required=True, type=Path, metavar="FILE", help="the file downloaded from the LMS")
+    export.add_argument("--map", dest="id_map", required=True, type=Path, metavar="IDS.csv", help="CSV: nbgrader_id,lms_login")
+    export.add_argument("--column", metavar="NAME", help="the LMS column to fill, by name or id (default: the assignment's)")
+    export.add_argument("--out", required=True, type=Path, metavar="FILE", help="where to write the file to upload")
+    export.add_argument("--feedback-dir", type=Path, metavar="DIR", help="feedback pages for the LMS's bulk upload (Moodle)")
+    export.add_argument("--rescale", action="store_true", help="scale grades to the LMS column's points where they differ")
     demo = verbs.add_parser("demo", parents=[course], help="build and grade the demo class, compare with the expected scores")
     demo.add_argument("--workers", type=int, metavar="N", help="submissions graded at once (default: the machine's cores)")
     benchmark = verbs.add_parser("benchmark", parents=[course], help="the project's reference model, or (--grading) the grader")
@@ -94,6 +103,12 @@ def dispatch(args: argparse.Namespace) -> int:
         from . import report
 
         return report.main(args.assignment, course)
+    if args.verb == "export":
+        from . import export
+
+        return export.main(
+            args.assignment, args.lms, args.source, args.id_map, args.out, args.column, args.feedback_dir, args.rescale, course
+        )
     if args.verb == "benchmark":
         from . import benchmark
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import re
 import sys
@@ -24,10 +25,13 @@ from pathlib import Path
 
 import nbformat
 
+from . import untrusted
 from .evidence import file_name
 
 CHECK_CALL = re.compile(r"""evidence\.check\(\s*["']([A-Za-z_][\w.]*:[A-Za-z_]\w*)["']""")
 FLAG = "passed in the kernel, failed the judge (likely tampering)"
+MEASURES = "measures"
+"""The verdict file's entry for what the checks measured (``grader.checks.measure``), beside the grade_ids."""
 """How the report names a cell whose kernel run and judge disagree."""
 
 
@@ -76,9 +80,9 @@ def verdicts(notebook: Path, evidence: Path, submission: Path | None = None, thr
     for grade_id, names in checks.items():
         recorded = {}
         for name in names:
-            path = evidence / file_name(name)
+            data = untrusted.read_file(evidence / file_name(name))  # a link or FIFO the kernel left is never followed
             try:
-                recorded[name] = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
+                recorded[name] = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True) if data is not None else None
             except Exception as error:  # objects that only pretend to be values (an __eq__ that always agrees)
                 recorded[name] = error
         decided[grade_id] = verdict(names, recorded, lesson)
@@ -189,6 +193,7 @@ def judge_in_process(ctx, source: Path) -> dict[str, tuple[str, bool] | None]:
     if code != 0 or not verdict_file.is_file():
         raise SubmissionError(f"the judge failed: {(log.strip().splitlines() or ['exit code %s' % code])[-1]}"[:300])
     found = json.loads(verdict_file.read_text())
+    ctx.result.measures.update(found.pop(MEASURES, None) or {})
     return {grade_id: tuple(verdict) if verdict else None for grade_id, verdict in found.items()}
 
 
@@ -203,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    found = json.dumps(verdicts(args.notebook, args.evidence, args.submission, args.threads))
+    from .checks import MEASURED
+
+    found = json.dumps({**verdicts(args.notebook, args.evidence, args.submission, args.threads), MEASURES: MEASURED})
     if args.out:
         args.out.write_text(found)
     else:

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import json
 
+from pathlib import Path
+
 from nbclient.exceptions import DeadKernelError
+from nbconvert.preprocessors import Preprocessor
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
-from traitlets import Integer
+from traitlets import Bool, Integer, List, Unicode
+
+from . import untrusted
 
 KERNEL_DIED = "grader: the kernel died"
 """Start of the log line (and of the error shown in each cell that never ran) when the kernel dies."""
@@ -68,10 +73,40 @@ class KeepWhatRan(Execute):
         return super().output(outs, msg, display_id, cell_index)
 
 
-def with_grader_preprocessors(preprocessors: list | None) -> list:
-    """The autograde preprocessors (nbgrader's default list when None) with Execute replaced by KeepWhatRan."""
+class SweepFolders(Preprocessor):
+    """Leave only plain files in the folders student code could write to, before nbgrader acts on them.
+
+    Runs last in both of nbgrader's passes over a notebook, so after the kernel has gone and before
+    nbgrader writes the notebook there, ``chmod``s every file and the grader copies the folder out
+    (each of which would follow a link): links, FIFOs, sockets, devices, hard links and files past
+    the limits are removed (``grader.untrusted.sweep``). What was removed is added to ``report``
+    (a JSON list of notes)."""
+
+    enabled = Bool(True)
+    folders = List(Unicode(), help="Folders to sweep").tag(config=True)
+    report = Unicode("", help="JSON file the notes are added to").tag(config=True)
+    max_file = Integer(0, help="Largest file kept, in bytes (0: any)").tag(config=True)
+    max_total = Integer(0, help="Bytes kept of a folder in all (0: any)").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        notes = []
+        for folder in self.folders:
+            if Path(folder).is_dir() and not Path(folder).is_symlink():
+                notes += untrusted.sweep(Path(folder), self.max_file or None, self.max_total or None)
+        if notes and self.report:
+            previous = untrusted.read_file(self.report)
+            report = Path(self.report)
+            report.unlink(missing_ok=True)
+            report.write_text(json.dumps([*(json.loads(previous) if previous else []), *notes]))
+        return nb, resources
+
+
+def with_grader_preprocessors(preprocessors: list | None, step: str = "autograde") -> list:
+    """nbgrader's ``autograde`` (or ``sanitize``) preprocessors (its default list when None), with Execute
+    replaced by KeepWhatRan and ``SweepFolders`` last."""
     if preprocessors is None:
         from nbgrader.converters import Autograde
 
-        preprocessors = Autograde.class_traits()["autograde_preprocessors"].default()
-    return [KeepWhatRan if p in (Execute, "nbgrader.preprocessors.Execute") else p for p in preprocessors]
+        preprocessors = Autograde.class_traits()[f"{step}_preprocessors"].default()
+    kept = [KeepWhatRan if p in (Execute, "nbgrader.preprocessors.Execute") else p for p in preprocessors]
+    return [*kept, SweepFolders]

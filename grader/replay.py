@@ -23,6 +23,7 @@ The test must pass there too, and its check must pass on the replay's evidence.
 from __future__ import annotations
 
 import ast
+import io
 import json
 import os
 import subprocess
@@ -30,6 +31,8 @@ import sys
 import tempfile
 import textwrap
 from pathlib import Path
+
+from . import untrusted
 
 DEFINED = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 """Top-level statements of a student's cell that the replay keeps as they are."""
@@ -217,20 +220,24 @@ def run(replay_cells: list[dict], threads: int = 1, sandbox: bool = False, timeo
                 done = subprocess.run([sys.executable, *argv], cwd=work, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             done = None  # the tests that reported count; the others did not finish
-        if (work / "lesson-error.txt").is_file():
-            raise ReplayFailed(f"a lesson cell failed in the replay: {(work / 'lesson-error.txt').read_text()}")
+        # What the sandboxed replay left is read as plain files only: a link or FIFO it made is never followed.
+        lesson_error = untrusted.read_file(work / "lesson-error.txt")
+        if lesson_error is not None:
+            raise ReplayFailed(f"a lesson cell failed in the replay: {lesson_error.decode(errors='replace')}")
         found = {}
         for cell in replay_cells:
-            outcome = work / cell["name"] / "outcome.json"
-            if cell["kind"] != "test" or not outcome.is_file():
+            outcome = untrusted.read_file(work / cell["name"] / "outcome.json") if cell["kind"] == "test" else None
+            if outcome is None:
                 continue
-            report = json.loads(outcome.read_text())
+            report = json.loads(outcome)
             report["evidence"] = {}
-            for path in (work / cell["name"]).glob("*.pt"):
+            for name, data in untrusted.read_tree(work / cell["name"]).files.items():
+                if "/" in name or not name.endswith(".pt"):
+                    continue
                 try:
-                    report["evidence"][path.name] = torch.load(path, map_location="cpu", weights_only=True)
+                    report["evidence"][name] = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
                 except Exception as error:  # noqa: BLE001 - not plain data: the check says so
-                    report["evidence"][path.name] = error
+                    report["evidence"][name] = error
             found[cell["name"]] = report
         if not found and done is not None and done.returncode != 0:
             raise ReplayFailed(f"the replay did not start: {done.stderr.strip()[-500:] or done.returncode}")

@@ -2,18 +2,21 @@
 
 nbgrader starts the kernel through jupyter_client from the ``python3`` kernelspec, so the sandbox
 sits in a kernelspec of that name in the private course's own Jupyter path: its command is
-``bwrap … python -c LAUNCH … -m ipykernel_launcher -f {connection_file}``. Inside the sandbox:
+``[python -m grader.cgroup PROCS --] bwrap … python -c LAUNCH … -m ipykernel_launcher -f {connection_file}``.
+The whole sandbox runs in a memory cgroup of its own where the grader can make one (``grader.cgroup``):
+one limit for all of the submission's memory. Inside the sandbox:
 
 - no network (a network namespace of its own; the kernel talks to nbgrader over ``ipc`` sockets
   in a folder bound into both);
 - a file system of read-only system folders, the Python installation, the datasets and the GPU
   device nodes where present; writable only its working copy (``autograded/<student>/<lesson>/``
-  of the private course) and a size-limited ``/tmp``; nothing of ``source/``, the gradebook, other
-  students or anyone's home;
+  of the private course, a size-limited tmpfs where the grader may mount one), a size-limited ``/tmp``
+  and ``/dev/shm``; nothing of ``source/``, the gradebook, other students or anyone's home;
 - its own PID namespace: every process it starts dies with it (``--die-with-parent``, and the
   namespace goes when the kernel does);
 - limits set by LAUNCH before it drops to a user id of its own (when the grader runs as root,
-  where ``RLIMIT_NPROC`` would not bind): processes, private memory, file size; stdout and stderr
+  where ``RLIMIT_NPROC`` would not bind): processes, private memory (and, without a cgroup and a GPU,
+  the address space, which counts shared mappings), file size; stdout and stderr
   of the process itself go nowhere (what a notebook prints reaches nbgrader as messages, which
   ``grader.preprocessors.KeepWhatRan`` caps while the notebook runs).
 
@@ -29,15 +32,19 @@ import shutil
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Callable
+
+from .cgroup import Cgroup, create as create_cgroup
 
 READ_ONLY = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc", "/sys", "/opt")
 """System folders bound read-only where they exist."""
 LAUNCH = r"""
 import os, resource, sys
 split = sys.argv.index("--")
-uid, processes, memory, file_size = map(int, sys.argv[1:5])
-owned, kernel = sys.argv[5:split], sys.argv[split + 1:]
-for limit, value in ((resource.RLIMIT_NPROC, processes), (resource.RLIMIT_DATA, memory), (resource.RLIMIT_FSIZE, file_size), (resource.RLIMIT_CORE, 0)):
+uid, processes, memory, address_space, file_size = map(int, sys.argv[1:6])
+owned, kernel = sys.argv[6:split], sys.argv[split + 1:]
+limits = [(resource.RLIMIT_NPROC, processes), (resource.RLIMIT_DATA, memory), (resource.RLIMIT_FSIZE, file_size), (resource.RLIMIT_CORE, 0)]
+for limit, value in limits + ([(resource.RLIMIT_AS, address_space)] if address_space else []):
     resource.setrlimit(limit, (value, value))
 if uid >= 0:
     for top in [*owned, *(kernel[i + 1] for i, arg in enumerate(kernel[:-1]) if arg == "-f")]:  # and a kernel's connection file
@@ -53,7 +60,8 @@ for fd in (0, 1, 2):
     os.dup2(null, fd)
 os.execv(sys.executable, [sys.executable, *kernel])
 """
-"""Runs inside the sandbox before the kernel: limits; as root, a user id of its own that owns the
+"""Runs inside the sandbox before the kernel: limits (an address-space limit only where no cgroup holds the
+whole sandbox and no GPU needs its large reservations); as root, a user id of its own that owns the
 working copy, the IPython folder and the connection file; no stdio; then the kernel."""
 
 
@@ -66,13 +74,22 @@ class Limits:
     """Per-submission limits (course config: ``c.GraderSandbox.memory_mb = 4096`` and so on)."""
 
     memory_mb: int = 6144
-    """Private writable memory of each process of the kernel (RLIMIT_DATA)."""
+    """Memory of the whole submission: all its processes together, shared memory and tmpfs files included
+    (a cgroup, where the grader can make one); elsewhere, the address space of each process."""
     processes: int = 512
     """Processes and threads the kernel's user may run at once (RLIMIT_NPROC)."""
     file_mb: int = 2048
     """Largest file the notebook may write."""
     tmp_mb: int = 1024
     """Size of the sandbox's /tmp."""
+    shm_mb: int = 512
+    """Size of the sandbox's /dev/shm (DataLoader workers hand tensors over in it)."""
+    workdir_mb: int = 1024
+    """Size of the working folder: a tmpfs of this size where the grader may mount one (as root)."""
+    keep_file_mb: int = 64
+    """Largest file kept of a working or submitted folder; larger ones are dropped with a note."""
+    keep_mb: int = 256
+    """What is kept of a working or submitted folder in all; past it, the largest files are dropped with a note."""
     output_kb: int = 2048
     """Notebook output nbgrader holds while it runs; what comes after is dropped with a note."""
     notebook_timeout: int = 1800
@@ -137,7 +154,7 @@ def command(
     shared = list(dict.fromkeys(str(Path(p).resolve()) for p in shared if p and Path(p).exists()))
     bound = [*shared, *map(str, writable), str(workdir)]
     args = [bwrap_path, *namespaces(), "--die-with-parent", "--new-session"]
-    args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm"]  # DataLoader workers share tensors here
+    args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(limits.shm_mb << 20), "--tmpfs", "/dev/shm"]
     args += ["--perms", "1777", "--size", str(limits.tmp_mb << 20), "--tmpfs", "/tmp"]
     for folder in system:
         args += ["--ro-bind", folder, folder]
@@ -151,7 +168,7 @@ def command(
     for path in map(Path, hidden):
         if any(path == Path(p) or Path(p) in path.parents for p in shared):
             args += ["--tmpfs", str(path)]
-    for device in sorted(Path("/dev").glob("nvidia*")):
+    for device in gpu_devices():
         args += ["--dev-bind", str(device), str(device)]
     for path in [*writable, workdir]:
         args += ["--bind", str(path), str(path)]
@@ -168,22 +185,45 @@ PACKAGE = Path(__file__).resolve().parent
 """The grader itself: hidden from every sandbox, so its checks are never in student code's reach."""
 
 
-def launcher(limits: Limits) -> list[str]:
-    """``python -c LAUNCH`` with the limits and, when the grader runs as root, a user id of its own."""
+def launcher(limits: Limits, group: Cgroup | None) -> list[str]:
+    """``python -c LAUNCH`` with the limits and, when the grader runs as root, a user id of its own. Without a
+    cgroup, each process's address space is limited (shared mappings count there), except where a GPU is
+    present: CUDA reserves far more address space than it uses."""
     uid = random.randint(200_000, 2_000_000_000) if os.geteuid() == 0 else -1
-    return [sys.executable, "-c", LAUNCH, str(uid), str(limits.processes), str(limits.memory_mb << 20), str(limits.file_mb << 20)]
+    address_space = 0 if group is not None or gpu_devices() else limits.memory_mb << 20
+    return [sys.executable, "-c", LAUNCH, str(uid), str(limits.processes), str(limits.memory_mb << 20), str(address_space), str(limits.file_mb << 20)]
 
 
-def kernelspec(course: Path, workdir: Path, shared: list[Path], writable: list[Path], limits: Limits) -> tuple[dict, dict[str, str], str]:
+def confined(group: Cgroup | None) -> list[str]:
+    """The command prefix that runs what follows inside ``group`` (nothing without one)."""
+    return [] if group is None else [sys.executable, "-m", "grader.cgroup", str(group.procs), "--"]
+
+
+def gpu_devices() -> list[Path]:
+    """The NVIDIA device nodes a sandbox binds (none on a CPU machine). The unified-memory node CUDA needs
+    appears only after a first use of CUDA on the machine; ``nvidia-modprobe`` makes it where it is missing,
+    since the sandbox's own /dev cannot."""
+    if Path("/dev/nvidiactl").exists() and not Path("/dev/nvidia-uvm").exists() and shutil.which("nvidia-modprobe"):
+        import subprocess
+
+        subprocess.run(["nvidia-modprobe", "-u", "-c=0"], capture_output=True)
+    return sorted(Path("/dev").glob("nvidia*"))
+
+
+def kernelspec(
+    course: Path, workdir: Path, shared: list[Path], writable: list[Path], limits: Limits, group: Cgroup | None = None
+) -> tuple[dict, dict[str, str], str]:
     """(kernel.json, environment for nbgrader, config lines) that run the kernel of the private
-    course ``course`` in the sandbox, in ``workdir`` (nbgrader creates it before the kernel starts)."""
+    course ``course`` in the sandbox, in ``workdir`` (nbgrader creates it before the kernel starts),
+    inside the memory cgroup ``group`` where there is one."""
     sockets = course / ".kernel"
     sockets.mkdir(exist_ok=True)
     library = kernel_library(course / ".kernel-lib")
     env = {**HOME_ENV, "PYTHONPATH": str(library)}
     argv = [
+        *confined(group),
         *command(bwrap(), workdir, [sys.prefix, sys.base_prefix, library, *shared], [sockets, *writable], limits, env, [PACKAGE]),
-        *launcher(limits), str(workdir), str(sockets), *map(str, writable), "--",
+        *launcher(limits, group), str(workdir), str(sockets), *map(str, writable), "--",
         "-m", "ipykernel_launcher", "-f", "{connection_file}",
     ]  # fmt: skip
     spec = {"argv": argv, "display_name": "Python 3 (grader sandbox)", "language": "python", "interrupt_mode": "message"}
@@ -198,15 +238,38 @@ def kernelspec(course: Path, workdir: Path, shared: list[Path], writable: list[P
 
 def run_python(argv: list[str], workdir: Path, limits: Limits, timeout: float, shared: list[Path] = ()):
     """``python argv`` in the sandbox, in ``workdir`` (its only writable folder besides /tmp, and where it
-    reads and writes its files); of the rest only ``shared`` (read-only): no grader, no network, no stdio.
-    Returns the CompletedProcess (bwrap's own errors on stderr). For student code that must run for a verdict."""
+    reads and writes its files); of the rest only ``shared`` (read-only): no grader, no network, no stdio;
+    in a memory cgroup of its own where one can be made. Returns the CompletedProcess (bwrap's own errors
+    on stderr). For student code that must run for a verdict."""
     import subprocess
 
-    command_line = [
-        *command(bwrap(), workdir, [sys.prefix, sys.base_prefix, *shared], [], limits, {**HOME_ENV, "PYTHONPATH": ""}, [PACKAGE]),
-        *launcher(limits), str(workdir), "--", *argv,
-    ]  # fmt: skip
-    return subprocess.run(command_line, capture_output=True, text=True, timeout=timeout)
+    group = create_cgroup(limits.memory_mb << 20)
+    try:
+        command_line = [
+            *confined(group),
+            *command(bwrap(), workdir, [sys.prefix, sys.base_prefix, *shared], [], limits, {**HOME_ENV, "PYTHONPATH": ""}, [PACKAGE]),
+            *launcher(limits, group), str(workdir), "--", *argv,
+        ]  # fmt: skip
+        return subprocess.run(command_line, capture_output=True, text=True, timeout=timeout)
+    finally:
+        if group is not None:
+            group.remove()
+
+
+def mount_quota(folder: Path, size_mb: int) -> Callable[[], None] | None:
+    """A tmpfs of ``size_mb`` at ``folder`` (created empty), so what the sandbox writes there cannot fill the
+    disk; returns what unmounts it, or None where this process may not mount (not root)."""
+    import ctypes
+
+    folder.mkdir(parents=True, exist_ok=True)
+    libc = ctypes.CDLL(None, use_errno=True)
+    options = f"size={size_mb << 20},nr_inodes=100000,mode=0755".encode()
+    if libc.mount(b"tmpfs", str(folder).encode(), b"tmpfs", MS_NOSUID | MS_NODEV, options) != 0:
+        return None
+    return lambda: libc.umount2(str(folder).encode(), MNT_DETACH)
+
+
+MS_NOSUID, MS_NODEV, MNT_DETACH = 2, 4, 2
 
 
 def kernel_library(folder: Path) -> Path:

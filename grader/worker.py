@@ -16,6 +16,7 @@ carries the reason. New steps (repairing a notebook, a sandbox, a judge) slot in
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing
 import os
 import re
@@ -30,6 +31,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Callable
 
+from . import untrusted
+from .cgroup import Cgroup
 from .paths import DATA_ENV
 from .sandbox import Limits
 
@@ -80,6 +83,9 @@ from grader.preprocessors import with_grader_preprocessors as _with_grader_prepr
 c.Autograde.autograde_preprocessors = _with_grader_preprocessors(
     c.Autograde.autograde_preprocessors if "autograde_preprocessors" in c.Autograde else None
 )
+c.Autograde.sanitize_preprocessors = _with_grader_preprocessors(
+    c.Autograde.sanitize_preprocessors if "sanitize_preprocessors" in c.Autograde else None, "sanitize"
+)
 """
 
 
@@ -122,6 +128,8 @@ class Submission:
     """``submitted/<student>/<assignment>/`` as relative path -> content (timestamp.txt included)."""
     extension: timedelta | None = None
     """The extension the course gradebook grants this student (counted for late penalties)."""
+    notes: tuple[str, ...] = ()
+    """What was left out of the folder as it was read (links, devices, files past the limits)."""
 
     @property
     def digest(self) -> str:
@@ -176,6 +184,8 @@ class Result:
     """What was repaired or happened on the way, in words for the instructor (renamed notebook, dead kernel)."""
     flagged: list[str] = field(default_factory=list)
     """Test cells that passed in the kernel and failed the judge (``grader.judge``): likely tampering."""
+    measures: dict[str, float] = field(default_factory=dict)
+    """What the judge measured (``grader.checks.measure``), e.g. the project's test accuracy: the report's leaderboard."""
     seconds: float = 0.0
     judge_seconds: float = 0.0
     attempts: int = 1
@@ -216,6 +226,10 @@ class Context:
     """Environment the steps add for nbgrader (and so its kernel)."""
     missing: list[str] = field(default_factory=list)
     """Notebooks the student did not submit in a readable form: each of their tests scores 0."""
+    cgroup: Cgroup | None = None
+    """The memory cgroup the sandbox runs in, where one could be made."""
+    cleanup: list[Callable[[], None]] = field(default_factory=list)
+    """What undoes a step's side effects outside the private course (a mount, a cgroup), run last to first."""
 
     @property
     def db_url(self) -> str:
@@ -310,16 +324,35 @@ def prepare_kernel(ctx: Context) -> None:
     ctx.env[ENV] = str(ctx.course / ".evidence")
 
 
+def guard_folders(ctx: Context) -> None:
+    """Once student code has run, nbgrader meets only plain files in the folders it wrote to: ``SweepFolders``
+    removes links, FIFOs, devices and files past the limits before nbgrader writes, chmods or copies there."""
+    limits = ctx.settings.limits
+    ctx.config.append("\n".join([
+        f"c.SweepFolders.folders = {[str(ctx.autograded), str(ctx.course / '.evidence')]!r}",
+        f"c.SweepFolders.report = {str(ctx.course / '.swept.json')!r}",
+        f"c.SweepFolders.max_file = {limits.keep_file_mb << 20}",
+        f"c.SweepFolders.max_total = {limits.keep_mb << 20}",
+    ]))  # fmt: skip
+
+
 def sandbox(ctx: Context) -> None:
     """The kernel in bubblewrap: no network, its own folder, limits (``grader.sandbox``)."""
     if not ctx.settings.sandbox:
         return
     from . import sandbox as box
 
+    limits = ctx.settings.limits
+    ctx.cgroup = box.create_cgroup(limits.memory_mb << 20)
+    if ctx.cgroup is not None:
+        ctx.cleanup.append(ctx.cgroup.remove)
+    unmount = box.mount_quota(ctx.autograded.parent, limits.workdir_mb)  # nbgrader makes the folder inside
+    if unmount is not None:
+        ctx.cleanup.append(unmount)
     data = kernel_env(ctx).get(DATA_ENV)
     try:
         spec, env, config = box.kernelspec(
-            ctx.course, ctx.autograded, [Path(data)] if data else [], [ctx.course / ".ipython", ctx.course / ".evidence"], ctx.settings.limits
+            ctx.course, ctx.autograded, [Path(data)] if data else [], [ctx.course / ".ipython", ctx.course / ".evidence"], limits, ctx.cgroup
         )  # fmt: skip
     except box.SandboxUnavailable as exc:
         raise SubmissionError(str(exc))
@@ -462,6 +495,10 @@ def execute(ctx: Context) -> None:
     for mark, note in ((KERNEL_DIED, None), (OUTPUT_DROPPED, None), ("Timeout waiting for execute reply", timeout)):
         found = [line for line in ctx.result.log.splitlines() if mark in line]
         ctx.result.notes += [note or found[0].split("grader: ", 1)[-1]] if found else []
+    if ctx.cgroup is not None and ctx.cgroup.oom_kills():
+        ctx.result.notes.append(f"the submission reached its memory limit ({ctx.settings.limits.memory_mb} MB in all) and a process was stopped")
+    swept = untrusted.read_file(ctx.course / ".swept.json")
+    ctx.result.notes += [f"working folder {note}" for note in (json.loads(swept) if swept else [])]
 
 
 def read_grades(ctx: Context) -> None:
@@ -495,11 +532,14 @@ def judge(ctx: Context) -> None:
 
 def collect_autograded(ctx: Context) -> None:
     """The autograded folder (executed notebooks and the files they wrote), as bytes."""
-    ctx.result.files = read_tree(ctx.autograded) if ctx.autograded.is_dir() else {}
+    limits = ctx.settings.limits
+    tree = untrusted.read_tree(ctx.autograded, max_file=limits.keep_file_mb << 20, max_total=limits.keep_mb << 20)
+    ctx.result.files = tree.files
+    ctx.result.notes += [f"autograded {note}" for note in tree.notes]
 
 
 Step = Callable[[Context], None]
-STEPS: tuple[Step, ...] = (repair, write_course, prepare_kernel, sandbox, execute, read_grades, judge, collect_autograded)
+STEPS: tuple[Step, ...] = (repair, write_course, prepare_kernel, guard_folders, sandbox, execute, read_grades, judge, collect_autograded)
 """The per-submission work, in order."""
 
 
@@ -509,15 +549,20 @@ def grade(submission: Submission, assignment: Assignment, settings: Settings, st
     result = Result(submission.student, assignment.name, digest=digest_of(submission, assignment))
     with tempfile.TemporaryDirectory(prefix=f"grader-{assignment.name}-") as tmp:
         ctx = Context(submission, assignment, settings, Path(tmp), result, dict(submission.files))
-        for step in steps:
-            try:
-                step(ctx)
-            except SubmissionError as exc:
-                result.error = str(exc) or type(exc).__name__
-                break
-            except Exception as exc:  # a fault of the grader on this submission: report it, never stop the batch
-                result.error = f"grader step {step.__name__} failed: {type(exc).__name__}: {exc}"[:300]
-                break
+        result.notes += submission.notes
+        try:
+            for step in steps:
+                try:
+                    step(ctx)
+                except SubmissionError as exc:
+                    result.error = str(exc) or type(exc).__name__
+                    break
+                except Exception as exc:  # a fault of the grader on this submission: report it, never stop the batch
+                    result.error = f"grader step {step.__name__} failed: {type(exc).__name__}: {exc}"[:300]
+                    break
+        finally:
+            for undo in reversed(ctx.cleanup):
+                undo()
     if result.error:
         result.notebooks, result.files = {}, {}
     result.seconds = time.perf_counter() - start

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import io
 import os
 import subprocess
 import sys
@@ -20,8 +21,9 @@ from pathlib import Path
 
 import torch
 
+from .. import untrusted
 from ..replay import guarded, top_level
-from . import Disagrees, load, replayed, same_tensors, visible
+from . import Disagrees, load, measure, replayed, same_tensors, visible
 
 DEFINITIONS = ("setup", "data")
 """The locked cells the checks use: the test images and labels."""
@@ -100,13 +102,14 @@ def predictions(source: str, checkpoint: bytes, images: dict[str, torch.Tensor])
         else:
             done = subprocess.run([sys.executable, *argv], cwd=work, capture_output=True, text=True, timeout=600)
         found = {}
-        for variant in images:
-            error = work / f"{variant}-error.txt"
-            visible(not error.is_file() and (work / f"{variant}-predictions.pt").is_file(), (
+        for variant in images:  # plain files only: a link or FIFO the sandboxed code made is never followed
+            error = untrusted.read_file(work / f"{variant}-error.txt")
+            predictions = untrusted.read_file(work / f"{variant}-predictions.pt")
+            visible(error is None and predictions is not None, (
                 "Your checkpoint could not be rebuilt in a fresh Python process (torch.load with weights_only=True, then "
-                f"FashionModel(**checkpoint['model_config'])):\n{error.read_text() if error.is_file() else done.stderr[-1500:]}"
+                f"FashionModel(**checkpoint['model_config'])):\n{error.decode(errors='replace') if error else done.stderr[-1500:]}"
             ))  # fmt: skip
-            found[variant] = torch.load(work / f"{variant}-predictions.pt", weights_only=True)
+            found[variant] = torch.load(io.BytesIO(predictions), weights_only=True)
             assert isinstance(found[variant], torch.Tensor) and found[variant].shape == (len(images[variant]),), (
                 "The model should give one class per image."
             )
@@ -123,7 +126,7 @@ def accuracy(e: dict, L: dict) -> float:
     found = predictions(model_source(L["In"]), e["checkpoint"], {"trained": images, "noisy": images + noise, "fresh": images})
     trained, noisy, fresh = ((found[v] == labels).float().mean().item() for v in ("trained", "noisy", "fresh"))
     if trained < 0.85:  # no points to earn: nothing to look into
-        return trained
+        return measure("test_accuracy", trained)
     if noisy < trained - 0.02:
         raise Disagrees(
             f"With noise of a tenth of one grey level the saved model's test accuracy falls from {trained:.2%} to "
@@ -134,7 +137,7 @@ def accuracy(e: dict, L: dict) -> float:
             f"With its parameters and buffers started afresh the model still reaches {fresh:.2%} (trained: {trained:.2%}): "
             "its predictions do not come from its trained state. No accuracy points."
         )
-    return trained
+    return measure("test_accuracy", trained)
 
 
 def accuracy_partial(e: dict, L: dict) -> None:

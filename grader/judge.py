@@ -30,9 +30,9 @@ from .evidence import file_name
 
 CHECK_CALL = re.compile(r"""evidence\.check\(\s*["']([A-Za-z_][\w.]*:[A-Za-z_]\w*)["']""")
 FLAG = "passed in the kernel, failed the judge (likely tampering)"
+"""How the report names a cell whose kernel run and judge disagree."""
 MEASURES = "measures"
 """The verdict file's entry for what the checks measured (``grader.checks.measure``), beside the grade_ids."""
-"""How the report names a cell whose kernel run and judge disagree."""
 
 
 def checks_of(nb) -> dict[str, list[str]]:

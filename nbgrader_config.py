@@ -16,7 +16,11 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
 # Feedback pages written by `grader report` / `grader autograde`: "names" shows each failed check and
 # its message, never hidden-test code; "full" is nbgrader's own generate_feedback (shows hidden tests).
 c.GraderReport.feedback = "names"
-# Where the course is published on GitHub ("owner/repository" and branch): `grader release` builds the
-# "Open in Colab" badge of every release notebook and the README's Colab links from these two settings.
+# The public student repository on GitHub ("owner/repository" and branch), never this one: this repository
+# holds the answers (source/, grader/checks/, the demo class) and stays private. `grader release` builds the
+# "Open in Colab" badge of every release notebook and the README's Colab links from these two settings, and
+# `grader release --publish` pushes release/ and a student README there (a git URL, or a local path taken
+# from this folder), after checking that nothing of the answers goes with them.
 c.CourseRelease.github = "pytorch-course/practical-patterns"
 c.CourseRelease.branch = "main"
+# c.CourseRelease.publish_to = "git@github.com:pytorch-course/practical-patterns.git"

@@ -20,7 +20,7 @@ from .paths import CONFIG, REPO, SCRATCH, lessons, nbgrader_cmd, release_noteboo
 
 FIX_COMMAND = "bash .ci/in-venv grader release"
 DEFAULT_GITHUB, DEFAULT_BRANCH = "pytorch-course/practical-patterns", "main"
-"""Where the course is published when nbgrader_config.py names nothing (``c.CourseRelease.github`` / ``.branch``)."""
+"""The public student repository when nbgrader_config.py names none (``c.CourseRelease.github`` / ``.branch``)."""
 COLAB_URL = "https://colab.research.google.com/github/{github}/blob/{branch}/release/{lesson}/{lesson}.ipynb"
 COLAB_BADGE = '<a href="{url}" target="_parent"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>'
 COLAB_LINK = re.compile(r"https://colab\.research\.google\.com/github/[^)\s\"']+?/release/(?P<lesson>[\w-]+)/(?P=lesson)\.ipynb")
@@ -45,14 +45,23 @@ def run_nbgrader(args: list[str], cwd: Path, timeout: float = NBGRADER_TIMEOUT) 
     return log
 
 
-def publication(course_dir: Path = REPO) -> tuple[str, str]:
-    """(``owner/repository``, branch) where the course is published: ``c.CourseRelease`` in nbgrader_config.py."""
+def course_release(course_dir: Path = REPO, section: str = "CourseRelease") -> dict:
+    """The settings ``c.<section>.…`` of the course's nbgrader_config.py ({} without one)."""
     from traitlets.config import Config
     from traitlets.config.loader import PyFileConfigLoader
 
     config = course_dir / "nbgrader_config.py"
     loaded = PyFileConfigLoader(config.name, path=str(course_dir)).load_config() if config.is_file() else Config()
-    settings = loaded.get("CourseRelease", {})
+    return dict(loaded.get(section, {}))
+
+
+def publication(course_dir: Path = REPO) -> tuple[str, str]:
+    """(``owner/repository``, branch) of the public student repository: ``c.CourseRelease`` in nbgrader_config.py.
+
+    The Colab badges and links open ``release/<lesson>/<lesson>.ipynb`` there; ``grader release
+    --publish`` (``grader.publish``) pushes release/ to it. It is never the course repository.
+    """
+    settings = course_release(course_dir)
     return settings.get("github", DEFAULT_GITHUB), settings.get("branch", DEFAULT_BRANCH)
 
 
@@ -282,8 +291,18 @@ def leaks(assignment: str, course_dir: Path = REPO) -> list[str]:
     return found
 
 
-def main(assignments: list[str] | None = None, course: Path = REPO, log: Callable[[str], None] = print) -> int:
-    """``grader release``: regenerate the course's release/ for the given (default: all) lessons."""
+def main(
+    assignments: list[str] | None = None,
+    course: Path = REPO,
+    log: Callable[[str], None] = print,
+    publish: bool = False,
+    publish_to: str | None = None,
+) -> int:
+    """``grader release``: regenerate the course's release/ for the given (default: all) lessons.
+
+    With ``publish`` (``--publish [TARGET]``), a release without problems is then pushed to the
+    student repository (``grader.publish``): ``publish_to``, else ``c.CourseRelease.publish_to``.
+    """
     status = 0
     names = assignments or lessons(course)
     if not names:
@@ -306,4 +325,10 @@ def main(assignments: list[str] | None = None, course: Path = REPO, log: Callabl
     log(f"wrote {write_readme(course).relative_to(course)}")
     if update_course_readme(course):
         log("README.md: Colab links rewritten from c.CourseRelease in nbgrader_config.py")
+    if publish and status:
+        log("not published: the release has problems")
+    elif publish:
+        from . import publish as publishing
+
+        return publishing.main(course, publish_to, log)
     return status

@@ -2,6 +2,8 @@
 
 The source must pass: no cell errors (stderr costs nothing: nbgrader_config.py drops it before scoring).
 The release must fail: every graded test errors, answer cells raise only NotImplementedError.
+Before either runs, the tests must name only checks, evidence keys and lesson definitions that
+exist (``grader.authoring``, read without running anything): a lesson whose tests do not is not run.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Callable
 from nbclient import NotebookClient
 from nbformat import NotebookNode
 
-from . import notebooks
+from . import authoring, notebooks
 from .data import stage
 from .paths import DATA_ENV, REPO, SCRATCH, default_data_root, default_mirror, lessons, release_notebook, source_notebook
 
@@ -160,16 +162,33 @@ def check_release(nb_path: Path, data_root: Path | None = None) -> Check:
     return Check(run, release_problems(run))
 
 
+def check_tests(name: str, course: Path, log: Callable[[str], None] = print) -> bool:
+    """Whether the tests of a lesson name only checks, evidence keys and definitions that exist
+    (``grader.authoring``, without running anything); logs the problems."""
+    found = authoring.problems(name, course)
+    log(f"{name} tests: {'ok' if not found else 'PROBLEMS (its notebooks are not run)'}")
+    for problem in found:
+        log(f"  {problem}")
+    return not found
+
+
 def main(assignments: list[str] | None = None, course: Path = REPO, log: Callable[[str], None] = print) -> int:
-    """``grader validate``: the source passes and the release fails, per lesson, with timings."""
-    root = default_data_root(course)
-    stage(root, default_mirror(course))
+    """``grader validate``: the tests name what exists, the source passes and the release fails, per lesson, with timings."""
     status = 0
+    names = []
     for name in assignments or lessons(course):
         if name not in lessons(course):
             log(f"{name}: no source/{name}/{name}.ipynb")
             status = 1
-            continue
+        elif check_tests(name, course, log):
+            names.append(name)
+        else:
+            status = 1
+    if not names:
+        return status
+    root = default_data_root(course)
+    stage(root, default_mirror(course))
+    for name in names:
         for label, check in (("source", check_source), ("release", check_release)):
             path = (source_notebook if label == "source" else release_notebook)(name, course)
             result = check(path, root)

@@ -1,0 +1,186 @@
+"""A test that names a check, an evidence key or a lesson definition that does not exist is found
+before grading (``grader.authoring``), naming the cell and the name: ``grader validate`` fails on it
+and ``grader autograde`` grades nothing. The lessons and the tiny ``judged`` assignment have none."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import Executor
+from pathlib import Path
+
+import nbformat
+import pytest
+from tiny_course import judged_notebook, make_course, submit
+
+from grader import authoring, autograde, paths, validate
+
+JUDGED = "judged"
+CHECKS = '''\
+DEFINITIONS = ("helpers",)
+
+
+def add(evidence, lesson):
+    e = evidence
+    sums_of(e, L=lesson)
+    assert e["first"] == 3
+
+
+def sums_of(found, L):
+    assert found["sums"] == [a + b for a, b in L["{pairs}"]()]
+'''
+"""A checks module whose ``add`` reads through an alias and a helper it hands the evidence and the lesson to."""
+
+
+def test_the_lessons_tests_name_only_what_exists(lesson: str) -> None:
+    assert authoring.problems(lesson, paths.REPO) == []
+
+
+def test_the_tiny_course_names_only_what_exists(tmp_path: Path) -> None:
+    course = make_course(tmp_path)
+    assert {name: authoring.problems(name, course) for name in ("tiny", "dice", JUDGED)} == {"tiny": [], "dice": [], JUDGED: []}
+
+
+def course_with(tmp_path: Path, *changes: tuple[str, str], grade_id: str | None = None) -> Path:
+    """The tiny course with each (old, new) of ``changes`` made in the ``judged`` notebook's cells
+    (only in the cell ``grade_id``, if given)."""
+    course = make_course(tmp_path)
+    path = paths.source_notebook(JUDGED, course)
+    nb = nbformat.read(str(path), as_version=4)
+    for old, new in changes:
+        cells = [c for c in nb.cells if grade_id in (None, c.metadata.nbgrader.grade_id) and old in c.source]
+        assert cells, f"{old!r} is not in the judged notebook"
+        for cell in cells:
+            cell.source = cell.source.replace(old, new)
+    nbformat.write(nb, str(path))
+    return course
+
+
+def with_cell(course: Path, index: int, **nbgrader) -> Path:
+    """``course`` with the nbgrader metadata of the judged notebook's cell ``index`` updated."""
+    path = paths.source_notebook(JUDGED, course)
+    nb = nbformat.read(str(path), as_version=4)
+    nb.cells[index].metadata.nbgrader.update(nbgrader)
+    nbformat.write(nb, str(path))
+    return course
+
+
+MISTAKES = {
+    "misspelt function": (
+        '"tiny_checks:add"', '"tiny_checks:ad"', ["test_add: tiny_checks:ad: tiny_checks has no function ad"],
+    ),
+    "key passed, never read": (
+        "sums=[", "sum=[", [
+            "test_add: tiny_checks:add reads evidence key 'sums', which the test does not pass",
+            "test_add: passes sum=... to tiny_checks:add, which never reads it",
+        ],
+    ),
+    "key read, never passed": (
+        "evidence.check(\"tiny_checks:add\", first=add(1, 2), ", "evidence.check(\"tiny_checks:add\", ",
+        ["test_add: tiny_checks:add reads evidence key 'first', which the test does not pass"],
+    ),
+    "lesson name no locked cell defines": (
+        "def check_pairs():", "def check_inputs():",
+        ["test_add: tiny_checks:add reads 'check_pairs' from the lesson, which no locked cell in tiny_checks.DEFINITIONS (helpers) defines"],
+    ),
+    "check named in a comment only": (
+        "### END HIDDEN TESTS", '# evidence.check("tiny_checks:scale") comes later\n### END HIDDEN TESTS', [
+            "test_call_each: the judge reads tiny_checks:scale in this cell, but the cell never calls it (a comment or a string?)",
+        ],
+    ),
+}  # fmt: skip
+"""mistake -> (text in the judged notebook, its misspelt form, the problems reported)."""
+
+
+@pytest.mark.parametrize("mistake", MISTAKES)
+def test_a_name_that_does_not_exist_is_reported_with_its_cell(tmp_path: Path, mistake: str) -> None:
+    old, new, expected = MISTAKES[mistake]
+    course = course_with(tmp_path, (old, new), grade_id="test_call_each" if "comment" in mistake else None)
+    assert authoring.problems(JUDGED, course) == expected
+
+
+def test_a_definitions_grade_id_no_cell_has_is_reported(tmp_path: Path) -> None:
+    course = with_cell(make_course(tmp_path), 0, grade_id="helper_cells")  # the helpers cell, renamed
+    assert authoring.problems(JUDGED, course) == [
+        "test_add: tiny_checks:add reads 'check_pairs' from the lesson, which no locked cell in tiny_checks.DEFINITIONS (helpers) defines",
+        "helpers: named in tiny_checks.DEFINITIONS, but no cell of the notebook has this grade_id",
+    ]
+
+
+def test_a_misspelt_module_is_reported_with_its_cell(tmp_path: Path) -> None:
+    course = course_with(tmp_path, ('"tiny_checks:scale"', '"tiny_chekcs:scale"'))
+    [problem] = authoring.problems(JUDGED, course)
+    assert problem.startswith("test_scale: tiny_chekcs:scale: module tiny_chekcs does not import (ModuleNotFoundError"), problem
+
+
+def test_a_definition_the_judge_does_not_run_is_reported(tmp_path: Path) -> None:
+    course = with_cell(make_course(tmp_path), 0, solution=True, locked=False)  # the helpers cell, now an answer
+    assert authoring.problems(JUDGED, course) == [
+        "test_add: tiny_checks:add reads 'check_pairs' from the lesson, which no locked cell in tiny_checks.DEFINITIONS (helpers) defines",
+        "helpers: named in tiny_checks.DEFINITIONS, but it is not a locked code cell: the judge does not run it",
+    ]
+
+
+def test_a_check_outside_a_graded_test_cell_is_reported(tmp_path: Path) -> None:
+    course = with_cell(make_course(tmp_path), 2, grade=False)  # test_add, no longer graded
+    assert authoring.problems(JUDGED, course) == [
+        "test_add: calls evidence.check, but is not a graded test cell: the judge never runs its checks"
+    ]
+
+
+def checks_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pairs: str = "check_pairs") -> str:
+    """A checks module of its own (``CHECKS``) on sys.path; its name."""
+    name = f"authoring_checks_{uuid.uuid4().hex}"
+    folder = tmp_path / "modules"
+    folder.mkdir()
+    (folder / f"{name}.py").write_text(CHECKS.replace("{pairs}", pairs))
+    monkeypatch.syspath_prepend(str(folder))
+    return name
+
+
+def test_keys_and_names_read_through_an_alias_and_a_helper_are_seen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = checks_module(tmp_path, monkeypatch)
+    course = course_with(tmp_path / "both", ('"tiny_checks:add"', f'"{module}:add"'))
+    assert authoring.problems(JUDGED, course) == []
+    first_only = course_with(tmp_path / "first-only", ('"tiny_checks:add"', f'"{module}:add"'), (", sums=[add(a, b) for a, b in check_pairs()]", ""))
+    assert authoring.problems(JUDGED, first_only) == [f"test_add: {module}:add reads evidence key 'sums', which the test does not pass"]
+
+
+def test_a_lesson_name_read_by_a_helper_is_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = checks_module(tmp_path, monkeypatch, pairs="check_pairz")
+    course = course_with(tmp_path, ('"tiny_checks:add"', f'"{module}:add"'))
+    assert authoring.problems(JUDGED, course) == [
+        f"test_add: {module}:add reads 'check_pairz' from the lesson, which no locked cell in {module}.DEFINITIONS (helpers) defines"
+    ]
+
+
+def test_validate_fails_naming_the_problems_and_runs_nothing(tmp_path: Path) -> None:
+    course = course_with(tmp_path, ('"tiny_checks:add"', '"tiny_checks:ad"'))
+    lines: list[str] = []
+    assert validate.main([JUDGED], course, log=lines.append) == 1
+    assert lines == ["judged tests: PROBLEMS (its notebooks are not run)", "  test_add: tiny_checks:ad: tiny_checks has no function ad"]
+    assert validate.check_tests("tiny", course, log=lines.append) and lines[-1] == "tiny tests: ok"
+
+
+class Refuses(Executor):
+    """An executor that records what it was handed, and grades nothing."""
+
+    def __init__(self):
+        self.submitted: list = []
+
+    def submit(self, fn, /, *args, **kwargs):
+        self.submitted.append(args)
+        raise AssertionError("nothing should be graded")
+
+
+def test_autograde_refuses_before_grading_anything(tmp_path: Path) -> None:
+    course = course_with(tmp_path, ("sums=[", "sum=["))
+    submit(course, "student", JUDGED, judged_notebook())
+    executor = Refuses()
+    with pytest.raises(autograde.AutogradeError) as refused:
+        autograde.autograde(course, JUDGED, executor=executor, progress=False, sandbox=False)
+    message = str(refused.value)
+    assert message.startswith("judged: its tests name what does not exist; nothing was graded:"), message
+    assert "test_add: passes sum=... to tiny_checks:add, which never reads it" in message
+    assert executor.submitted == []
+    assert not (course / autograde.LEDGER).exists() and not (course / "autograded").exists()
+    assert not (course / "gradebook.db").exists()  # the assignment was not even recorded

@@ -5,7 +5,10 @@ plain bytes, hands them to ``grader.worker.grade`` on an executor (a local proce
 ``concurrent.futures.Executor``), and merges each result as it arrives: into the gradebook
 (``grader.gradebook.merge``), into ``autograded/<student>/<assignment>/``, and into a ledger
 ``.grader/<assignment>/<student>.json`` written last. A rerun skips every student whose ledger
-digest matches the submission and the assignment's tests; ``force`` regrades all.
+digest matches the submission and everything that decides its scores (the tests, the config, the
+checks, the grader's code, torch's and nbgrader's versions: ``grader.worker.parts_of``); ``force``
+regrades all. Each regrade of a student graded before lists the scores it changed in
+``reports/<assignment>/regrades.csv``.
 
 A worker process that dies takes only its in-flight submissions with it: they are retried one at
 a time (so a submission that kills its worker is told apart from its neighbours), and one whose
@@ -14,25 +17,28 @@ worker dies twice while it is graded alone ends as an error row. The batch alway
 
 from __future__ import annotations
 
+import csv
 import json
 import multiprocessing
 import os
 import shutil
 import sys
 import time
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from . import gradebook, notebooks, untrusted
+from . import authoring, gradebook, notebooks, untrusted
 from .data import stage
 from .paths import DATA_ENV, SCRATCH, course_dir as find_course, default_data_root, default_mirror, source_notebook
 from .release import ReleaseError
 from .sandbox import Limits, SandboxUnavailable, check as check_sandbox
-from .worker import Assignment, NotebookGrades, Result, Settings, Submission, SubmissionError, digest_of, grade, read_tree
+from .worker import (
+    Assignment, NotebookGrades, Result, Settings, Submission, SubmissionError, digest_of, grade, grading_code, parts_of, read_tree,
+)  # fmt: skip
 
 CELL_TIMEOUT = 180
 """Per-cell limit when the course config sets none (nbgrader's own default is 30 s)."""
@@ -70,21 +76,25 @@ def settings_for(
     return Settings(threads, base * scale, limits.notebook_timeout * scale, seed, env, sandbox, limits)
 
 
-def load_assignment(course_dir: Path, assignment: str) -> Assignment:
-    """Record the assignment in the course gradebook; its source files, config and a private gradebook, as bytes."""
+def load_assignment(course_dir: Path, assignment: str, record: bool = True) -> Assignment:
+    """Record the assignment in the course gradebook; its source files, config and a private gradebook, as bytes,
+    and what else decides its scores (``grading_code``, once per batch). ``record=False`` records nothing and
+    packs no gradebook or release: enough for its digest."""
     folder = course_dir / "source" / assignment
     if not (folder / f"{assignment}.ipynb").is_file():
         raise AutogradeError(f"no source/{assignment}/{assignment}.ipynb in {course_dir}")
     skip = lambda rel: any(rel.match(p) or any(part == p for part in rel.parts) for p in SCRATCH)  # noqa: E731
     config = course_dir / "nbgrader_config.py"
-    private, release = gradebook.record_assignment(course_dir, assignment)
+    private, release = gradebook.record_assignment(course_dir, assignment) if record else (b"", {})
+    files = read_tree(folder, skip)
     return Assignment(
         name=assignment,
-        files=read_tree(folder, skip),
+        files=files,
         config=config.read_bytes() if config.is_file() else b"",
         gradebook=private,
         course_id=gradebook.course_id(course_dir),
         release=release,
+        code=grading_code(files),
     )
 
 
@@ -190,6 +200,10 @@ class Task:
     """A worker died while it ran: retry it with nothing else in flight."""
     kills: int = 0
     """Workers that died while it ran alone: those deaths are its own."""
+    why: str = ""
+    """Why it is graded (again): ``out_of_date``."""
+    before: Result | None = None
+    """The result filed for it before this run, if any: its scores are compared with the new ones."""
 
 
 def run(
@@ -226,6 +240,7 @@ def run(
                     why = f"{type(exc).__name__}: {exc}".strip(": ")[:200]
                     on_result(
                         Result(task.submission.student, task.assignment.name, digest_of(task.submission, task.assignment),
+                               digest_parts=parts_of(task.submission, task.assignment),
                                error=f"its grading killed the worker {task.kills} times ({why})",
                                attempts=task.attempts)
                     )  # fmt: skip
@@ -339,15 +354,48 @@ def autograde_many(
     return grade_batch(course_dir, assignments, students, data_root, workers, force, executor, progress, sandbox=sandbox)
 
 
+PARTS = {
+    "submission": "submission changed", "tests": "tests changed", "config": "nbgrader_config.py changed",
+    "checks": "checks changed", "grader": "grader code changed",
+}  # fmt: skip
+"""How a changed part of a digest (``grader.worker.parts_of``) is said; a version is said as ``torch 2.5.0 -> 2.6.0``."""
+
+
+def out_of_date(filed: Result | None, submission: Submission, assignment: Assignment) -> str:
+    """Why the result filed for a submission no longer holds ('' when it does): a new submission, or the parts
+    of its digest that changed since."""
+    if filed is None:
+        return "new submission"
+    if filed.digest == digest_of(submission, assignment):
+        return ""
+    if not filed.digest_parts:
+        return "graded by an earlier grader (no digest parts filed)"
+    was, now = filed.digest_parts, parts_of(submission, assignment)
+    changed = [
+        PARTS.get(part, f"{part} {was.get(part) or 'none'} -> {now.get(part) or 'none'}")
+        for part in dict.fromkeys([*now, *was])
+        if was.get(part) != now.get(part)
+    ]
+    return ", ".join(changed) or "digest changed"
+
+
+def has_gradebook(course_dir: Path) -> bool:
+    """Whether the course's gradebook exists (opening a SQLite one that does not would create it)."""
+    url = gradebook.db_url(course_dir)
+    return not url.startswith("sqlite:///") or Path(url.split("sqlite:///", 1)[-1]).is_file()
+
+
 def plan(
-    course_dir: Path, assignment: str, students: Iterable[str] | None, force: bool, limits: Limits = Limits()
+    course_dir: Path, assignment: str, students: Iterable[str] | None, force: bool, limits: Limits = Limits(), dry_run: bool = False
 ) -> tuple[dict[str, Result], list[Task]]:
-    """Record and pack one assignment; the results already filed (or unsubmittable) and the tasks left."""
+    """Record and pack one assignment; the results already filed (or unsubmittable) and the tasks left, each
+    saying why it is graded. ``dry_run``: record nothing, create no gradebook."""
     try:
-        packed = load_assignment(course_dir, assignment)
+        packed = load_assignment(course_dir, assignment, record=not dry_run)
     except ReleaseError as exc:
         raise AutogradeError(f"cannot record {assignment} in {gradebook.db_url(course_dir)}: {exc}") from exc
-    extensions = gradebook.extensions(course_dir, assignment)
+    recorded = not dry_run or has_gradebook(course_dir)
+    extensions = gradebook.extensions(course_dir, assignment) if recorded else {}
     results: dict[str, Result] = {}
     tasks: list[Task] = []
     for student in student_folders(course_dir, students):
@@ -357,11 +405,14 @@ def plan(
             if students:
                 results[student] = Result(student, assignment, error=str(exc))
             continue
-        filed = None if force else read_ledger(course_dir, assignment, student)
-        if filed and filed.digest == digest_of(submission, packed) and gradebook.has_submission(course_dir, assignment, student):
-            results[student] = filed
+        filed = read_ledger(course_dir, assignment, student)
+        why = "--force" if force else out_of_date(filed, submission, packed)
+        if not why and not (recorded and gradebook.has_submission(course_dir, assignment, student)):
+            why = "not in the gradebook"
+        if why:
+            tasks.append(Task(submission, packed, why=why, before=filed))
         else:
-            tasks.append(Task(submission, packed))
+            results[student] = filed
     return results, tasks
 
 
@@ -378,6 +429,9 @@ def grade_batch(
     sandbox: bool = True,
 ) -> dict[str, list[Result]]:
     """The coordinator's loop over one executor (see ``autograde``)."""
+    for assignment in assignments:  # a test naming what does not exist would score 0 for every student
+        if found := authoring.problems(assignment, course_dir):
+            raise AutogradeError(f"{assignment}: its tests name what does not exist; nothing was graded:\n  " + "\n  ".join(found))
     settings = settings_for(course_dir, workers, data_root, threads=threads, sandbox=sandbox)
     results: dict[str, dict[str, Result]] = {}
     order: dict[str, list[str]] = {}
@@ -389,11 +443,19 @@ def grade_batch(
         if progress and results[assignment] and not force:
             n = len(results[assignment]) + len(todo)
             print(f"{assignment}: {n - len(todo)} of {n} already graded (unchanged); grading {len(todo)}", file=sys.stderr)
+        if progress and todo:
+            print(f"{assignment}: grading {len(todo)}: {reasons(todo)}", file=sys.stderr)
     bar = Progress(len(tasks), "+".join(assignments)) if progress else None
+    planned = {(task.assignment.name, task.submission.student): task for task in tasks}
+    regraded: dict[str, dict[str, list[dict]]] = {}  # assignment -> student graded before -> its changed scores
 
     def on_result(result: Result) -> None:
         results[result.assignment][result.student] = ordered(result, order[result.assignment])
         file_result(course_dir, result)
+        task = planned[(result.assignment, result.student)]
+        if task.before is not None:
+            regraded.setdefault(result.assignment, {})[result.student] = changed_scores(task.before, result, task.why)
+            write_regrades(course_dir, result.assignment, regraded[result.assignment])
         if bar:
             bar.finished(result, f" (attempt {result.attempts})" if result.attempts > 1 else "")
 
@@ -405,8 +467,55 @@ def grade_batch(
             bar.close()
         if executor is None:
             pool.shutdown()
+    for assignment, changed in regraded.items():
+        rows = sum(map(len, changed.values()))
+        if progress:
+            print(
+                f"{assignment}: regraded {len(changed)} graded before: {rows} score(s) changed for "
+                f"{sum(map(bool, changed.values()))} student(s); see {regrades_path(course_dir, assignment)}",
+                file=sys.stderr,
+            )
     ids = student_folders(course_dir, students)
     return {a: [results[a][s] for s in ids if s in results[a]] for a in assignments}  # student order
+
+
+def reasons(tasks: list[Task]) -> str:
+    """Why the tasks are graded, each reason with how many it holds for."""
+    counted = Counter(task.why for task in tasks)
+    return "; ".join(f"{why} ({n})" for why, n in counted.most_common())
+
+
+REGRADES = ("student", "grade_id", "old_score", "new_score", "why")
+"""The columns of ``reports/<assignment>/regrades.csv``."""
+
+
+def regrades_path(course_dir: Path, assignment: str) -> Path:
+    return course_dir / "reports" / assignment / "regrades.csv"
+
+
+def changed_scores(before: Result, after: Result, why: str) -> list[dict]:
+    """The cells whose score differs between a filed result and its regrade, as rows of ``regrades.csv``
+    (a score that is not a number, or a cell not graded, is empty)."""
+    score = lambda r, gid: "" if r.scores.get(gid) is None else fmt(r.scores[gid])  # noqa: E731
+    why = f"{why}; grading failed: {after.error}" if after.error else why
+    cells = dict.fromkeys([*after.max_scores, *before.max_scores])
+    return [
+        {"student": after.student, "grade_id": gid, "old_score": score(before, gid), "new_score": score(after, gid), "why": why}
+        for gid in cells
+        if (before.scores.get(gid), gid in before.scores) != (after.scores.get(gid), gid in after.scores)
+    ]
+
+
+def write_regrades(course_dir: Path, assignment: str, changed: dict[str, list[dict]]) -> None:
+    """``reports/<assignment>/regrades.csv``: every score this run's regrades changed, by student (rewritten as they arrive)."""
+    path = regrades_path(course_dir, assignment)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as out:
+        writer = csv.DictWriter(out, REGRADES)
+        writer.writeheader()
+        writer.writerows(row for student in sorted(changed) for row in changed[student])
+    tmp.replace(path)
 
 
 def fmt(x: float | None) -> str:
@@ -439,11 +548,15 @@ def main(
     worker_mirror: str | None = None,
     sandbox: bool = True,
     log: Callable[[str], None] = print,
+    dry_run: bool = False,
 ) -> int:
-    """``grader autograde``: grade the course's submitted/ folder, print the tables, write the reports."""
+    """``grader autograde``: grade the course's submitted/ folder, print the tables, write the reports
+    (``dry_run``: only say who would be graded, and why)."""
     from . import report
 
     course_dir = find_course(course)
+    if dry_run:
+        return preview(course_dir, assignments, students, force, log)
     root = default_data_root(course_dir)
     stage(root, default_mirror(course_dir))
     try:
@@ -461,3 +574,26 @@ def main(
         log(format_table(results))
         log(report.write(course_dir, assignment).summary())
     return int(any(r.error for results in graded.values() for r in results))
+
+
+def preview(course_dir: Path, assignments: list[str], students: list[str] | None, force: bool, log: Callable[[str], None] = print) -> int:
+    """``grader autograde --dry-run``: who would be graded and why, per assignment; grades nothing, writes nothing."""
+    try:
+        limits = settings_for(course_dir, 1, None).limits
+        planned = {assignment: plan(course_dir, assignment, students, force, limits, dry_run=True) for assignment in assignments}
+    except AutogradeError as exc:
+        log(str(exc))
+        return 1
+    if not any(results or tasks for results, tasks in planned.values()):
+        log(f"no student folders in {course_dir / 'submitted'}")
+        return 1
+    for assignment, (results, tasks) in planned.items():
+        unsubmitted = {s: r.error for s, r in results.items() if not r.digest}
+        log(f"== {assignment} (dry run: nothing is graded or written)")
+        log(f"would grade {len(tasks)} of {len(results) - len(unsubmitted) + len(tasks)}" + (":" if tasks else ""))
+        width = max((len(t.submission.student) for t in tasks), default=0)
+        for task in sorted(tasks, key=lambda t: t.submission.student):
+            log(f"  {task.submission.student.ljust(width)}  {task.why}")
+        for student, error in sorted(unsubmitted.items()):
+            log(f"  {student}: nothing to grade ({error})")
+    return 0

@@ -24,8 +24,12 @@ def parser() -> argparse.ArgumentParser:
     data.add_argument("--require", action="store_true", help="fail instead of leaving a dataset to torchvision")
     data.add_argument("--download", action="store_true", help="let torchvision download what the mirror lacks (internet)")
     verbs.add_parser("clean", parents=[course], help="clear outputs and stray metadata from source notebooks")
-    release = verbs.add_parser("release", parents=[course], help="regenerate release/ from source/")
+    release = verbs.add_parser("release", parents=[course], help="regenerate release/ from source/, and publish it")
     release.add_argument("assignments", nargs="*", metavar="ASSIGNMENT")
+    release.add_argument(
+        "--publish", nargs="?", const="", metavar="TARGET",
+        help="then push release/ to the public student repository: TARGET (a git URL or path) or c.CourseRelease.publish_to",
+    )  # fmt: skip
     validate = verbs.add_parser("validate", parents=[course], help="source passes, release fails as it should; timings")
     validate.add_argument("assignments", nargs="*", metavar="ASSIGNMENT")
     autograde = verbs.add_parser("autograde", parents=[course], help="grade submitted/ in parallel, then write the report")
@@ -33,6 +37,10 @@ def parser() -> argparse.ArgumentParser:
     autograde.add_argument("--student", action="append", metavar="ID", help="only this student (repeatable)")
     autograde.add_argument("--workers", type=int, metavar="N", help="submissions graded at once (default: the machine's cores)")
     autograde.add_argument("--force", action="store_true", help="regrade every student, even those graded and unchanged")
+    autograde.add_argument(
+        "--dry-run", action="store_true",
+        help="only say who would be graded and why (new, submission, tests, checks, grader code or versions changed); grade and write nothing",
+    )  # fmt: skip
     autograde.add_argument(
         "--scheduler", metavar="ADDRESS",
         help="grade on a Dask cluster: its scheduler (tcp://HOST:PORT), or 'local' for a LocalCluster of --workers",
@@ -88,7 +96,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.verb == "release":
         from . import release
 
-        return release.main(args.assignments, course)
+        return release.main(args.assignments, course, publish=args.publish is not None, publish_to=args.publish or None)
     if args.verb == "validate":
         from . import validate
 
@@ -97,8 +105,9 @@ def dispatch(args: argparse.Namespace) -> int:
         from . import autograde
 
         return autograde.main(
-            args.assignments, args.student, course, args.workers, args.force, args.scheduler, args.worker_mirror, args.sandbox
-        )
+            args.assignments, args.student, course, args.workers, args.force, args.scheduler, args.worker_mirror, args.sandbox,
+            dry_run=args.dry_run,
+        )  # fmt: skip
     if args.verb == "report":
         from . import report
 

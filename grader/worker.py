@@ -36,8 +36,15 @@ from .cgroup import Cgroup
 from .paths import DATA_ENV
 from .sandbox import Limits
 
-GRADING_VERSION = "3"
-"""Part of every assignment digest: bump it when a change to the steps changes grades."""
+NOT_GRADING = frozenset({
+    "__main__", "cli", "report", "export", "similarity", "demo", "benchmark", "misconceptions", "mangle", "tricks",
+    "validate", "authoring", "publish", "data", "clean", "cluster",
+})  # fmt: skip
+"""Modules of the ``grader`` package that never decide a score: they parse arguments, write reports and exports,
+build or time the demo class, check sources and releases, publish, stage data or start a cluster. Every other module of the package
+(``checks/`` and any module added later included) is part of every assignment digest (``grader_code``)."""
+VERSIONED = ("torch", "nbgrader")
+"""Installed packages whose versions are part of every assignment digest."""
 EXCEPTION_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception|Exit)): (.+)$")
 GENERIC = ("There was an error processing", "Please see the the above traceback", "Did you mean")
 SECRET = re.compile(r"PASSW|SECRET|TOKEN|DB_URL|PGPASS|CREDENTIAL|_KEY$", re.IGNORECASE)
@@ -107,6 +114,9 @@ class Assignment:
     course_id: str
     release: dict[str, bytes] = field(default_factory=dict)
     """The release notebooks (name -> content): what a submission is repaired against."""
+    code: dict[str, str] = field(default_factory=dict)
+    """What decides a score besides the files: ``grading_code(files)``, computed once per batch by the coordinator
+    (computed on use where empty)."""
 
     @property
     def judged(self) -> bool:
@@ -114,9 +124,16 @@ class Assignment:
         return any(b"evidence.check(" in content for name, content in self.files.items() if name.endswith(".ipynb"))
 
     @property
+    def parts(self) -> dict[str, str]:
+        """Everything that decides a score, part by part: the tests (source files), the config, the checks the
+        tests name, the grader's code, the versions of ``VERSIONED`` (hashes; versions as installed)."""
+        code = self.code or grading_code(self.files)
+        return {"tests": digest(self.files), "config": digest({"nbgrader_config.py": self.config}), **code}
+
+    @property
     def digest(self) -> str:
-        """Content hash of the tests, the config and the grading steps."""
-        return digest({**self.files, "nbgrader_config.py": self.config, "GRADING_VERSION": GRADING_VERSION.encode()})
+        """Content hash of everything that decides a score (``parts``)."""
+        return digest({name: value.encode() for name, value in self.parts.items()})
 
 
 @dataclass(frozen=True)
@@ -174,6 +191,8 @@ class Result:
     assignment: str
     digest: str = ""
     """Digest of the submission and the assignment it was graded against (for resuming)."""
+    digest_parts: dict[str, str] = field(default_factory=dict)
+    """What the digest covers, part by part (``parts_of``): says why a filed result no longer holds."""
     notebooks: dict[str, NotebookGrades] = field(default_factory=dict)
     timestamp: str | None = None
     """Submission time nbgrader read from timestamp.txt (ISO 8601, UTC)."""
@@ -250,6 +269,65 @@ def digest(files: dict[str, bytes]) -> str:
     for name in sorted(files):
         h.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
     return h.hexdigest()
+
+
+def grader_code(leave_out: frozenset[Path] = frozenset(), package: Path = Path(__file__).resolve().parent) -> str:
+    """Content hash of the grader's modules that may decide a score: every ``.py`` file of the package,
+    subpackages included, except the modules named in ``NOT_GRADING`` (and the files in ``leave_out``, hashed
+    elsewhere). A module added to the package counts until it is listed there."""
+    files = {}
+    for path in sorted(package.rglob("*.py")):
+        name = path.relative_to(package).as_posix()
+        if "__pycache__" not in path.parts and name.removesuffix(".py") not in NOT_GRADING and path not in leave_out:
+            files[name] = path.read_bytes()
+    return digest(files)
+
+
+def check_sources(files: dict[str, bytes]) -> dict[str, Path | None]:
+    """module -> source file of each check module the assignment's tests name (``evidence.check("module:function")``),
+    wherever it lives (None: not found)."""
+    import importlib.util
+
+    from .judge import CHECK_CALL
+
+    tests = []
+    for name, content in files.items():
+        try:
+            cells = json.loads(content).get("cells", []) if name.endswith(".ipynb") else []
+        except (ValueError, AttributeError):
+            cells = []
+        tests += ["".join(c.get("source", "")) for c in cells if isinstance(c, dict) and c.get("cell_type") == "code"]
+    sources = {}
+    for module in sorted({check.split(":")[0] for text in tests for check in CHECK_CALL.findall(text)}):
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            spec = None
+        origin = Path(spec.origin).resolve() if spec is not None and spec.origin else None
+        sources[module] = origin if origin is not None and origin.is_file() else None
+    return sources
+
+
+def package_version(name: str) -> str:
+    """The installed version of a package ('' when it is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return ""
+
+
+def grading_code(files: dict[str, bytes]) -> dict[str, str]:
+    """The parts of an assignment's digest beside its files: the check modules its tests name, the rest of the
+    grader's code (``grader_code``) and the versions of ``VERSIONED``."""
+    checks = check_sources(files)
+    named = frozenset(path for path in checks.values() if path is not None)
+    return {
+        "checks": digest({module: path.read_bytes() if path else b"" for module, path in checks.items()}),
+        "grader": grader_code(named),
+        **{name: package_version(name) for name in VERSIONED},
+    }
 
 
 def read_tree(folder: Path, skip: Callable[[Path], bool] = lambda p: False) -> dict[str, bytes]:
@@ -546,7 +624,7 @@ STEPS: tuple[Step, ...] = (repair, write_course, prepare_kernel, guard_folders, 
 def grade(submission: Submission, assignment: Assignment, settings: Settings, steps: tuple[Step, ...] = STEPS) -> Result:
     """Grade one submission in a throwaway course directory; never raises for a bad submission."""
     start = time.perf_counter()
-    result = Result(submission.student, assignment.name, digest=digest_of(submission, assignment))
+    result = Result(submission.student, assignment.name, digest=digest_of(submission, assignment), digest_parts=parts_of(submission, assignment))
     with tempfile.TemporaryDirectory(prefix=f"grader-{assignment.name}-") as tmp:
         ctx = Context(submission, assignment, settings, Path(tmp), result, dict(submission.files))
         result.notes += submission.notes
@@ -572,3 +650,8 @@ def grade(submission: Submission, assignment: Assignment, settings: Settings, st
 def digest_of(submission: Submission, assignment: Assignment) -> str:
     """The digest a result is filed under: the submission's and the assignment's together."""
     return hashlib.sha256(f"{submission.digest}:{assignment.digest}".encode()).hexdigest()
+
+
+def parts_of(submission: Submission, assignment: Assignment) -> dict[str, str]:
+    """What ``digest_of`` covers, part by part: the submission, then the assignment's ``parts``."""
+    return {"submission": submission.digest, **assignment.parts}

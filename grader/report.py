@@ -591,9 +591,24 @@ def write_index(
         + f"<h2>Grades ({len(submitted)} submissions)</h2>" + missing
         + html_table(["student", "score", "max", *tests, "error", "repaired / notes"], grade_rows_)
         + "".join(sections)
+        + regraded(folder)
         + "<p>Also: <a href='grades.csv'>grades.csv</a>, <a href='tests.csv'>tests.csv</a></p></body></html>"
     )  # fmt: skip
     (folder / "index.html").write_text(page)
+
+
+def regraded(folder: Path) -> str:
+    """A line linking ``regrades.csv`` (written by ``grader autograde``) when the last regrade changed scores."""
+    try:
+        with (folder / "regrades.csv").open(newline="") as handle:
+            changed = list(csv.DictReader(handle))
+    except OSError:
+        return ""
+    students = len({row["student"] for row in changed})
+    return (
+        f"<p>The last regrade changed {len(changed)} score{'s' if len(changed) != 1 else ''} of {students} "
+        f"student{'s' if students != 1 else ''}: <a href='regrades.csv'>regrades.csv</a> (old and new score, and why).</p>"
+    ) if changed else ""  # fmt: skip
 
 
 # --- feedback ------------------------------------------------------------------------------------

@@ -32,12 +32,23 @@ def write(path: Path, text: str) -> Path:
 
 
 @pytest.fixture
-def course(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def course(built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh copy of the built course for each test (an export must not change it, and a test may)."""
+    monkeypatch.setenv("PATH", tool_env()["PATH"])
+    return Path(shutil.copytree(built, tmp_path / "course"))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A course whose gradebook holds, through nbgrader's API, the tiny assignment (5 points: two auto-graded cells
     and a manually graded answer) and six students: ana and ben graded, cai awaiting manual grading, dee with no
     submission, eve and gus graded but off the LMS roster."""
-    monkeypatch.setenv("PATH", tool_env()["PATH"])  # nbgrader runs alembic when it creates the database
-    course = tmp_path / "course"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("PATH", tool_env()["PATH"])  # nbgrader runs alembic when it creates the database
+        return build_course(tmp_path_factory.mktemp("built") / "course")
+
+
+def build_course(course: Path) -> Path:
     course.mkdir()
     shutil.copy(paths.CONFIG, course / "nbgrader_config.py")
     due = datetime(2025, 3, 4, 12, 0)

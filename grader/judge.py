@@ -73,11 +73,12 @@ def verdicts(notebook: Path, evidence: Path, submission: Path | None = None, thr
     modules = {name.split(":")[0] for names in checks.values() for name in names}
     wanted = {gid for module in modules for gid in getattr(importlib.import_module(module), "DEFINITIONS", ())}
     lesson = definitions(nb, wanted)
-    # The student's code as submitted, as IPython's input history (``In``) holds it in a kernel: read, never run here.
+    # The student's code as submitted, as IPython's input history (``In``) holds it in a kernel when the test
+    # cell runs: the code cells above it (what the student defines afterwards was not what the test used).
     submitted = nbformat.read(str(submission), as_version=4) if submission else nb
-    lesson["In"] = ["", *(c.source for c in submitted.cells if c.cell_type == "code")]
     decided: dict[str, tuple[str, bool] | None] = {}
     for grade_id, names in checks.items():
+        lesson["In"] = input_history(submitted, grade_id)
         recorded = {}
         for name in names:
             data = untrusted.read_file(evidence / file_name(name))  # a link or FIFO the kernel left is never followed
@@ -92,6 +93,13 @@ def verdicts(notebook: Path, evidence: Path, submission: Path | None = None, thr
         for grade_id in sorted(replayed):
             decided[grade_id] = replay_verdict(checks[grade_id], runs.get(grade_id), lesson)
     return decided
+
+
+def input_history(submitted, grade_id: str) -> list[str]:
+    """IPython's ``In`` as the test cell ``grade_id`` found it: "", then the code cells above it (all, if it is missing)."""
+    code = [c for c in submitted.cells if c.cell_type == "code"]
+    ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in code]
+    return ["", *(c.source for c in code[: ids.index(grade_id) if grade_id in ids else len(code)])]
 
 
 def verdict(names: list[str], recorded: dict, lesson: dict) -> tuple[str, bool] | None:

@@ -394,7 +394,7 @@ GPU_TRAINING_CORRECT = (
 FASHION_MNIST_PROJECT_CORRECT = (
     Misconception(
         student="correct-other-ways",
-        description="correct, written other ways the text allows (and 88 % without a schedule): full marks",
+        description="correct, written other ways the text allows (88 % without a schedule, another FashionModel tried after the graded run): full marks",
         cell="model_definition",  # a %%time cell magic, and a module-level constant the class uses
         edits=(
             (
@@ -455,6 +455,22 @@ FASHION_MNIST_PROJECT_CORRECT = (
                         'history = {key: first[key] + second[key] for key in ("train_loss", "val_loss", "val_accuracy")}\n'
                         'history["best_epoch"] = int(np.argmax(history["val_accuracy"])) + 1\n',
                         "",
+                    ),
+                ),
+            ),
+            (
+                "per_class",  # an experiment after the graded run: another FashionModel, not the one the tests used
+                (
+                    (
+                        "    return accuracies\n",
+                        "    return accuracies\n\n\n"
+                        "class FashionModel(nn.Module):  # trying a narrower model next\n"
+                        "    def __init__(self, width=64):\n"
+                        "        super().__init__()\n"
+                        '        self.config = {"width": width}\n'
+                        "        self.layers = nn.Sequential(nn.Flatten(), nn.Linear(784, width), nn.ReLU(), nn.Linear(width, 10))\n\n"
+                        "    def forward(self, x):\n"
+                        "        return self.layers(x)\n",
                     ),
                 ),
             ),

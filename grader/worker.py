@@ -53,34 +53,6 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 WORKER_ONLY = ("MALLOC_TRIM_THRESHOLD_",)
 """Settings a Dask nanny gives its worker process that must not reach a kernel (glibc returning every
 freed block to the system slows a training loop)."""
-STARTUP = '''\
-# Written by the grader: runs in the kernel before the notebook. Gives the kernel its share of the
-# cores, and seeds every generator just before the first cell runs (the kernel's own start-up may
-# draw from Python's generator a varying number of times).
-def _grader_seed():
-    import random
-    random.seed({seed})
-    try:
-        import numpy
-        numpy.random.seed({seed})
-    except ImportError:
-        pass
-    try:
-        import torch
-        torch.manual_seed({seed})  # seeds CUDA too, where present
-        torch.set_num_threads({threads})
-    except ImportError:
-        pass
-
-
-def _grader_first_cell(*_):
-    _grader_seed()
-    get_ipython().events.unregister("pre_run_cell", _grader_first_cell)
-
-
-_grader_seed()
-get_ipython().events.register("pre_run_cell", _grader_first_cell)
-'''
 
 
 COURSE_CONFIG = b"""
@@ -395,7 +367,8 @@ def prepare_kernel(ctx: Context) -> None:
     """An IPython startup file that seeds Python, NumPy and torch and sets the kernel's threads."""
     startup = ctx.course / ".ipython" / "profile_default" / "startup" / "00-grader.py"
     startup.parent.mkdir(parents=True)
-    startup.write_text(STARTUP.format(seed=ctx.settings.seed, threads=ctx.settings.threads))
+    settings = f"SEED = {ctx.settings.seed!r}\nTHREADS = {ctx.settings.threads!r}\n"
+    startup.write_text(settings + Path(__file__).with_name("kernel_startup.py").read_text())
     from .evidence import ENV
 
     (ctx.course / ".evidence").mkdir()

@@ -154,7 +154,7 @@ def _merge(course_dir: Path, result: Result) -> None:
                 auto = graded.scores.get(grade.name) if graded else None
                 grade.auto_score = auto
                 # nbgrader's SaveAutoGrades rule: a manual grade, or no auto score, needs review.
-                grade.needs_manual_grade = grade.manual_score is not None or auto is None
+                grade.needs_manual_grade = grade.manual_score is not None or auto is None or grade.name in result.undecided
             for comment in notebook.comments:
                 comment.auto_comment = graded.comments.get(comment.name) if graded else None
         gb.db.commit()

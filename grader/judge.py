@@ -22,6 +22,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import nbformat
 
@@ -31,8 +32,29 @@ from .evidence import file_name
 CHECK_CALL = re.compile(r"""evidence\.check\(\s*["']([A-Za-z_][\w.]*:[A-Za-z_]\w*)["']""")
 FLAG = "passed in the kernel, failed the judge (likely tampering)"
 """How the report names a cell whose kernel run and judge disagree."""
+GRADER_FAILED = "the judge could not decide"
+"""How the notes name cells left undecided by a failure of the grader's own."""
 MEASURES = "measures"
 """The verdict file's entry for what the checks measured (``grader.checks.measure``), beside the grade_ids."""
+UNDECIDED = "the grader could not decide this cell (a fault of the grader, not of your code): your instructor grades it by hand"
+"""What the feedback says of a cell the judge could not decide; the reason goes to the instructor's notes only."""
+
+
+class Verdict(NamedTuple):
+    """Why a checked test cell fails (a passing cell's verdict is None)."""
+
+    message: str
+    """For the student: the check's own message (never text the student's code produced)."""
+    tampering: bool = False
+    """It contradicts a kernel that passed the cell: no evidence, a visible assert undone, a replay that disagrees."""
+    undecided: bool = False
+    """The judge could not decide it (its replay or its process failed): scored 0 and left for manual grading."""
+    why: str = ""
+    """For the instructor, where it is undecided: what failed (never the tests' text)."""
+
+
+def undecided(why: str) -> Verdict:
+    return Verdict(UNDECIDED, undecided=True, why=why)
 
 
 def checks_of(nb) -> dict[str, list[str]]:
@@ -57,10 +79,9 @@ def definitions(nb, grade_ids: set[str]) -> dict:
     return namespace
 
 
-def verdicts(notebook: Path, evidence: Path, submission: Path | None = None, threads: int = 1) -> dict[str, tuple[str, bool] | None]:
+def verdicts(notebook: Path, evidence: Path, submission: Path | None = None, threads: int = 1) -> dict[str, Verdict | None]:
     """grade_id -> None if every check of the cell passes on the recorded evidence (and, for a replayed
-    check, on a replay's), else (the first failure, whether it contradicts a kernel that passed the
-    cell: no evidence, a visible assert undone, a replay that disagrees)."""
+    check, on a replay's), else the ``Verdict`` of its first failure."""
     import importlib
     import os
 
@@ -76,7 +97,7 @@ def verdicts(notebook: Path, evidence: Path, submission: Path | None = None, thr
     # The student's code as submitted, as IPython's input history (``In``) holds it in a kernel when the test
     # cell runs: the code cells above it (what the student defines afterwards was not what the test used).
     submitted = nbformat.read(str(submission), as_version=4) if submission else nb
-    decided: dict[str, tuple[str, bool] | None] = {}
+    decided: dict[str, Verdict | None] = {}
     for grade_id, names in checks.items():
         lesson["In"] = input_history(submitted, grade_id)
         recorded = {}
@@ -89,9 +110,13 @@ def verdicts(notebook: Path, evidence: Path, submission: Path | None = None, thr
         decided[grade_id] = verdict(names, recorded, lesson)
     replayed = {gid for gid, names in checks.items() if decided[gid] is None and any(map(is_replayed, names))}
     if replayed:
-        runs = replay.run(replay.cells(nb, submitted, replayed), threads, sandbox=os.environ.get("GRADER_SANDBOX") == "1")
+        try:
+            runs = replay.run(replay.cells(nb, submitted, replayed), threads, sandbox=os.environ.get("GRADER_SANDBOX") == "1")
+        except Exception as error:  # noqa: BLE001 - the grader's failure: these cells are left undecided
+            print(f"the replay failed: {type(error).__name__}: {error}", file=sys.stderr)
+            runs, failure = None, f"its replay failed ({type(error).__name__})"
         for grade_id in sorted(replayed):
-            decided[grade_id] = replay_verdict(checks[grade_id], runs.get(grade_id), lesson)
+            decided[grade_id] = undecided(failure) if runs is None else replay_verdict(checks[grade_id], runs.get(grade_id), lesson)
     return decided
 
 
@@ -102,7 +127,7 @@ def input_history(submitted, grade_id: str) -> list[str]:
     return ["", *(c.source for c in code[: ids.index(grade_id) if grade_id in ids else len(code)])]
 
 
-def verdict(names: list[str], recorded: dict, lesson: dict) -> tuple[str, bool] | None:
+def verdict(names: list[str], recorded: dict, lesson: dict) -> Verdict | None:
     """The first failure of the checks ``names`` on their recorded evidence (None: all pass)."""
     from .checks import Disagrees
     from .evidence import run
@@ -110,32 +135,34 @@ def verdict(names: list[str], recorded: dict, lesson: dict) -> tuple[str, bool] 
     for name in names:
         found = recorded.get(name)
         if found is None:
-            return ("no evidence was recorded: the test cell did not run to its end", True)
+            return Verdict("no evidence was recorded: the test cell did not run to its end", True)
         if isinstance(found, Exception):
-            return (f"your code returned something that is not plain data ({type(found).__name__})", True)
+            return Verdict(f"your code returned something that is not plain data ({type(found).__name__})", True)
         try:
             if not isinstance(found, dict):
                 raise Disagrees("the evidence file was replaced")
             run(name, found, lesson)
         except AssertionError as failure:
-            return (str(failure) or "a check failed", isinstance(failure, Disagrees))
+            return Verdict(str(failure) or "a check failed", isinstance(failure, Disagrees))
         except Exception as error:  # outputs that are not plain data, or not what the check reads
-            return (f"the outputs of your code could not be checked ({type(error).__name__}: {error})"[:500], False)
+            return Verdict(f"the outputs of your code could not be checked ({type(error).__name__}: {error})"[:500])
     return None
 
 
-def replay_verdict(names: list[str], run: dict | None, lesson: dict) -> tuple[str, bool] | None:
+def replay_verdict(names: list[str], run: dict | None, lesson: dict) -> Verdict | None:
     """The verdict on a test cell's replay (``grader.replay``): it must finish, replace no library function,
     raise nothing, and pass its checks. A replay that fails where the kernel passed is flagged."""
     again = "Run again in a fresh process with your functions alone, the test"
     if run is None:
-        return (f"{again} did not finish.", True)
+        return Verdict(f"{again} did not finish.", True)
+    if run.get("bad_fork"):
+        return undecided("its replay ran in a bad fork: it could not have used CUDA")
     if run["replaced"]:
-        return (f"{again} found your code replacing {', '.join(run['replaced'][:5])}.", True)
+        return Verdict(f"{again} found your code replacing {', '.join(run['replaced'][:5])}.", True)
     if run["error"]:
-        return (f"{again} failed: {run['error']}", True)
+        return Verdict(f"{again} failed: {run['error']}", True)
     failed = verdict(names, {name: run["evidence"].get(file_name(name)) for name in names}, lesson)
-    return (f"{again} failed: {failed[0]}", True) if failed else None
+    return Verdict(f"{again} failed: {failed.message}", True) if failed else None
 
 
 def is_replayed(name: str) -> bool:
@@ -158,10 +185,11 @@ def decide(ctx) -> None:
         graded = ctx.autograded / f"{name}.ipynb"
         if f"{name}.ipynb" in ctx.missing or not source.is_file() or not graded.is_file():
             continue
-        if not checks_of(nbformat.read(str(source), as_version=4)):
+        checked = list(checks_of(nbformat.read(str(source), as_version=4)))
+        if not checked:
             continue
         start = time.perf_counter()
-        found = judge_in_process(ctx, source)
+        found = judge_in_process(ctx, source, checked)
         ctx.result.judge_seconds += time.perf_counter() - start
         nb = nbformat.read(str(graded), as_version=4)
         cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
@@ -172,18 +200,28 @@ def decide(ctx) -> None:
                 grades.scores[grade_id] = grades.max_scores.get(grade_id, grades.scores.get(grade_id))
                 continue
             grades.scores[grade_id] = 0.0
-            if passed:  # the judge's message is the cell's failure, on the feedback page too
-                failure, tampering = verdict
-                cell.outputs.append(nbformat.v4.new_output("error", ename="AssertionError", evalue=failure, traceback=[f"AssertionError: {failure}"]))
-                if tampering:
-                    ctx.result.notes.append(f"{grade_id}: {FLAG}: {failure}")
-                    ctx.result.flagged.append(grade_id)
+            if not passed:  # the kernel's failure stands: the student's code did not pass its own cell
+                continue
+            # the judge's message is the cell's failure, on the feedback page too
+            cell.outputs.append(nbformat.v4.new_output("error", ename="AssertionError", evalue=verdict.message, traceback=[f"AssertionError: {verdict.message}"]))
+            ctx.result.judged[grade_id] = verdict.message
+            if verdict.undecided:
+                ctx.result.undecided.append(grade_id)
+            elif verdict.tampering:
+                ctx.result.notes.append(f"{grade_id}: {FLAG}: {verdict.message}")
+                ctx.result.flagged.append(grade_id)
+        reasons = sorted({v.why for v in found.values() if v is not None and v.undecided})
+        if any(gid in ctx.result.undecided for gid in found):
+            cells_left = " ".join(gid for gid in found if gid in ctx.result.undecided)
+            ctx.result.notes.append(f"{GRADER_FAILED} {cells_left}: {'; '.join(reasons)} (scored 0, left for manual grading)")
         nbformat.write(nb, str(graded))
 
 
-def judge_in_process(ctx, source: Path) -> dict[str, tuple[str, bool] | None]:
-    """``python -m grader.judge`` on the submission's evidence, in a process no student code has touched."""
-    from .worker import SubmissionError, kernel_env, run_to_end
+def judge_in_process(ctx, source: Path, checked: list[str]) -> dict[str, Verdict | None]:
+    """``python -m grader.judge`` on the submission's evidence, in a process no student code has touched.
+    Where the judge itself fails, every cell it did not decide is undecided; its output, which may quote
+    the tests, is never passed on."""
+    from .worker import kernel_env, run_to_end
 
     workdir = ctx.course / ".judge"
     workdir.mkdir(exist_ok=True)
@@ -195,14 +233,12 @@ def judge_in_process(ctx, source: Path) -> dict[str, tuple[str, bool] | None]:
         "--threads", str(ctx.settings.threads), "--out", str(verdict_file),
     ]  # fmt: skip
     limit = ctx.settings.cell_timeout * 4
-    code, log = run_to_end("grader.judge", argv, env, workdir, workdir / "judge.log", limit, judged=True)
-    if code is None:
-        raise SubmissionError(f"the judge ran past {limit:g} s")
-    if code != 0 or not verdict_file.is_file():
-        raise SubmissionError(f"the judge failed: {(log.strip().splitlines() or ['exit code %s' % code])[-1]}"[:300])
-    found = json.loads(verdict_file.read_text())
+    code, _ = run_to_end("grader.judge", argv, env, workdir, workdir / "judge.log", limit, judged=True)
+    found = json.loads(verdict_file.read_text()) if code == 0 and verdict_file.is_file() else {}
     ctx.result.measures.update(found.pop(MEASURES, None) or {})
-    return {grade_id: tuple(verdict) if verdict else None for grade_id, verdict in found.items()}
+    why = f"the judge ran past {limit:g} s" if code is None else f"the judge ended with exit code {code}" if code != 0 else "the judge left no verdict"
+    decided = {grade_id: Verdict(*verdict) if verdict else None for grade_id, verdict in found.items()}
+    return {grade_id: decided[grade_id] if grade_id in decided else undecided(why) for grade_id in checked}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,9 +13,11 @@ in the sandbox when grading runs in one:
   never its statements, so no trick, hook or patch in an answer cell runs;
 - before each replayed test the lesson's own names are bound again (a student's cell cannot
   redefine a check's helper), gradient tracking is on and the default dtype is float32;
-- each test runs in a child forked for it, records its evidence with ``grader.evidence`` into a
-  folder of its own, and reports whether it raised and whether a function of torch, NumPy or the
-  builtins was replaced while it ran (the judge counts that as tampering).
+- the tests run in notebook order, as in the kernel, in a child of a process that never touched
+  CUDA (``grader.replay_runner``), so they can use CUDA on a GPU grader; each records its evidence
+  with ``grader.evidence`` into a folder of its own and reports whether it raised and whether a
+  function of torch, NumPy or the builtins was replaced while it ran (the judge counts that as
+  tampering).
 
 The test must pass there too, and its check must pass on the replay's evidence.
 """
@@ -26,6 +28,7 @@ import ast
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,82 +42,6 @@ DEFINED = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, as
 CONSTRUCTORS = {"dict", "list", "tuple", "set", "frozenset", "range", "int", "float", "str", "bool"}
 LIBRARIES = {"torch", "nn", "F", "np", "numpy", "math", "pathlib", "Path", "datasets", "transforms"}
 """An assignment is kept when the only calls in its value are these builtins or a library's (``nn.CrossEntropyLoss()``)."""
-SCRIPT = r'''
-import json, os, sys, traceback
-import numpy, torch
-import grader.evidence
-
-WATCHED = ("builtins", "torch", "numpy")
-WRAPPED_ON_IMPORT = {"torch.manual_seed"}
-"""Replaced by torch itself, with a wrapper of the original, when torch._dynamo is first imported."""
-
-
-def functions():
-    """Every function and class of builtins, torch and NumPy, and the methods of tensors and modules, by name."""
-    found = {}
-    for name, module in list(sys.modules.items()):
-        if module is None or name.split(".")[0] not in WATCHED:
-            continue
-        try:
-            found.update((f"{name}.{key}", value) for key, value in list(vars(module).items()) if callable(value))
-        except TypeError:
-            pass
-    for cls in (torch.Tensor, torch._C.TensorBase, torch.nn.Module):
-        found.update((f"{cls.__module__}.{cls.__qualname__}.{key}", value) for key, value in list(vars(cls).items()))
-    return found
-
-
-def replaced(before):
-    now = functions()
-    return sorted(
-        name for name, value in before.items()
-        if name in now and now[name] is not value
-        and not (name in WRAPPED_ON_IMPORT and getattr(now[name], "__wrapped__", None) is value)
-    )
-
-
-torch.set_num_threads(1)  # no thread pool before a fork: a forked child could not use it
-cells = json.load(open("cells.json"))
-namespace, lesson = {"__name__": "__main__"}, {}
-baseline, tampered = functions(), set()
-for cell in cells:
-    code = compile(cell["source"], f"<{cell['name']}>", "exec")
-    if cell["kind"] != "test":
-        bound = dict(namespace)
-        if cell["kind"] == "lesson":  # what the student's definitions replaced so far; then the lesson's imports count as given
-            tampered.update(replaced(baseline))
-        try:
-            exec(code, namespace)
-        except BaseException:
-            if cell["kind"] == "lesson":
-                open("lesson-error.txt", "w").write(traceback.format_exc()[-2000:])
-                raise SystemExit(1)
-        if cell["kind"] == "lesson":
-            lesson.update((k, v) for k, v in namespace.items() if k not in bound or bound[k] is not v)
-            baseline = functions()
-        continue
-    folder = os.path.abspath(cell["name"])
-    os.makedirs(folder)
-    pid = os.fork()
-    if pid == 0:
-        outcome = {"error": None, "replaced": sorted(tampered | set(replaced(baseline)))}
-        try:
-            os.environ[grader.evidence.ENV] = folder
-            torch.set_num_threads(int(sys.argv[1]))
-            namespace.update(lesson)
-            torch.set_grad_enabled(True)
-            torch.set_default_dtype(torch.float32)
-            torch.manual_seed(0)
-            exec(code, namespace)
-        except BaseException as error:
-            outcome["error"] = f"{type(error).__name__}: {error}"[:1500]
-        outcome["replaced"] = sorted({*outcome["replaced"], *replaced(baseline)})
-        with open(os.path.join(folder, "outcome.json"), "w") as out:
-            json.dump(outcome, out)
-        os._exit(0)
-    os.waitpid(pid, 0)
-os._exit(0)  # every test has reported: skip the interpreter's teardown (a second of torch's)
-'''
 
 
 class ReplayFailed(RuntimeError):
@@ -201,14 +128,15 @@ def run(replay_cells: list[dict], threads: int = 1, sandbox: bool = False, timeo
     (a test whose child never reported, within ``timeout`` seconds for them all, is missing)."""
     import torch
 
+    from .replay_runner import LESSON_ERROR, OUTCOME
     from .sandbox import kernel_library
 
     with tempfile.TemporaryDirectory(prefix="grader-replay-") as folder:
         work = Path(folder)
         kernel_library(work)
         (work / "cells.json").write_text(json.dumps(replay_cells))
-        (work / "replay.py").write_text(SCRIPT)
-        argv = ["replay.py", str(threads)]
+        shutil.copyfile(Path(__file__).with_name("replay_runner.py"), work / "replay_runner.py")
+        argv = ["replay_runner.py", str(threads)]
         try:
             if sandbox:
                 from .paths import DATA_ENV
@@ -221,12 +149,12 @@ def run(replay_cells: list[dict], threads: int = 1, sandbox: bool = False, timeo
         except subprocess.TimeoutExpired:
             done = None  # the tests that reported count; the others did not finish
         # What the sandboxed replay left is read as plain files only: a link or FIFO it made is never followed.
-        lesson_error = untrusted.read_file(work / "lesson-error.txt")
+        lesson_error = untrusted.read_file(work / LESSON_ERROR)
         if lesson_error is not None:
             raise ReplayFailed(f"a lesson cell failed in the replay: {lesson_error.decode(errors='replace')}")
         found = {}
         for cell in replay_cells:
-            outcome = untrusted.read_file(work / cell["name"] / "outcome.json") if cell["kind"] == "test" else None
+            outcome = untrusted.read_file(work / cell["name"] / OUTCOME) if cell["kind"] == "test" else None
             if outcome is None:
                 continue
             report = json.loads(outcome)

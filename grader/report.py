@@ -33,6 +33,7 @@ import html
 import io
 import json
 import os
+import re
 import secrets
 from collections import Counter
 from dataclasses import dataclass, field
@@ -44,7 +45,7 @@ from nbgrader.api import MissingEntry
 from . import gradebook, notebooks, similarity
 from .judge import FLAG
 from .paths import course_dir as find_course, source_notebook
-from .release import run_nbgrader, secret_lines
+from .release import run_nbgrader
 
 EXPORT_COLUMNS = (
     "assignment", "duedate", "timestamp", "student_id", "last_name", "first_name", "email",
@@ -52,7 +53,6 @@ EXPORT_COLUMNS = (
 )  # fmt: skip
 """The columns of ``nbgrader export``, in its order."""
 POLICIES = ("names", "full")
-REDACTED = "[hidden test code]"
 NOT_ATTEMPTED = "NotImplementedError"
 MISSING = "no such cell was graded"
 """Failure of a test cell the graded notebook did not have (a missing or unreadable notebook)."""
@@ -172,13 +172,16 @@ def error_line(out) -> str:
     return f"{out.get('ename', 'Error')}: {value}"[:300] if value else out.get("ename", "Error")
 
 
+STDERR = "wrote to stderr (a test cell must not)"
+
+
 def cell_outcome(cell) -> str | None:
     """Why an executed test cell failed, in one line (None if it raised nothing and wrote no stderr)."""
     for out in cell.get("outputs", []):
         if out.get("output_type") == "error":
             return error_line(out)
     if any(o.get("output_type") == "stream" and o.get("name") == "stderr" for o in cell.get("outputs", [])):
-        return "wrote to stderr (a test cell must not)"
+        return STDERR
     return None
 
 
@@ -309,6 +312,7 @@ def grade_rows(course_dir: Path, assignment: str, tests: list[str]) -> list[dict
             row["error"] = filed.get(student.id, {}).get("error") or ""
             row["notes"] = "; ".join(filed.get(student.id, {}).get("notes") or [])
             row["flagged"] = " ".join(filed.get(student.id, {}).get("flagged") or [])
+            row["_judged"] = dict(filed.get(student.id, {}).get("judged") or {})
             row["_measures"] = {k: float(v) for k, v in (filed.get(student.id, {}).get("measures") or {}).items()}
             row["_submitted"] = row["timestamp"] != "" or any(row[t] != "" for t in tests) or bool(row["error"])
             rows.append(row)
@@ -614,25 +618,66 @@ def regraded(folder: Path) -> str:
 # --- feedback ------------------------------------------------------------------------------------
 
 
-def redact(message: str, hidden: set[str]) -> str:
-    """The message with every line of hidden-test code in it replaced."""
-    for line in sorted(hidden, key=len, reverse=True):
-        if len(line) > 3 and line in message:
-            message = message.replace(line, REDACTED)
-    return message
-
-
 def first_comment(cell) -> str:
     """What a test cell checks: its first line, when it is a comment."""
     first = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
     return first.lstrip("#").strip() if first.startswith("#") else ""
 
 
+IDENTIFIER = re.compile(r"[A-Za-z_][\w.]{0,80}")
+ELSEWHERE = re.compile(r"(.*) \(in ([\w\- ]{1,60})\)", re.S)
+
+
+def templates(test_source: str) -> list[tuple[re.Pattern, str]]:
+    """The messages the instructor wrote in a test cell: each string literal and f-string, as a pattern a kernel's
+    message must match whole, and the text the feedback may show (an f-string's values shown as …)."""
+    try:
+        tree = ast.parse(similarity.MAGIC.sub("", test_source))
+    except SyntaxError:
+        return []
+    squash = lambda text: re.sub(r"\s+", " ", text)  # noqa: E731 - as error_line writes a message
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr):
+            parts = [squash(v.value) if isinstance(v, ast.Constant) else None for v in node.values]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and len(node.value.strip()) > 8:
+            parts = [squash(node.value)]
+        else:
+            continue
+        if parts[0] is not None:
+            parts[0] = parts[0].lstrip()
+        if parts[-1] is not None:
+            parts[-1] = parts[-1].rstrip()
+        pattern = "".join(".*?" if part is None else re.escape(part) for part in parts)
+        found.append((re.compile(pattern, re.S), "".join("…" if part is None else part for part in parts)))
+    return found
+
+
+def feedback_message(root: str | None, test_source: str) -> str:
+    """What a student's feedback says of a test cell that failed in the kernel: only text the instructor or the
+    grader wrote. The kernel's message is shown where it is one the test cell itself spells out; anything else
+    the kernel reported (which the student's code may have written: any text, encoded or not) is named by its
+    exception class alone."""
+    if root in (None, STDERR):
+        return root or "the test cell failed"
+    text, where = root, ""
+    if found := ELSEWHERE.fullmatch(root):
+        text, where = found.group(1), found.group(2)
+    name, _, message = text.partition(": ")
+    name = name if IDENTIFIER.fullmatch(name) else "an error"
+    if where:
+        return f"{name} raised in {where}, a cell this test needs: run that cell in your notebook to see why"
+    for pattern, shown in templates(test_source):
+        if pattern.fullmatch(message.strip()):
+            return f"{name}: {shown}"
+    return f"{name} raised in this test cell: run it in your notebook to see the message"
+
+
 def names_feedback(course_dir: Path, assignment: str, student: str, row: dict, source) -> Path:
-    """The ``names`` feedback page of one student: every check, its points and failure message."""
-    _, hidden, visible = secret_lines(source)
-    hidden -= visible
+    """The ``names`` feedback page of one student: every check, its points and failure message, in text the
+    grader wrote: the judge's verdict, or ``feedback_message`` of the kernel's failure."""
     messages = failure_messages(autograded_notebook(course_dir, student, assignment), source)
+    judged = row.get("_judged") or {}
     e = html.escape
     rows = []
     for gid, cell in notebooks.cells_by_grade_id(source).items():
@@ -641,7 +686,7 @@ def names_feedback(course_dir: Path, assignment: str, student: str, row: dict, s
         score, points = row.get(gid, ""), notebooks.points(cell)
         passed = score != "" and float(score) >= points
         status = "<span class='pass'>passed</span>" if passed else "<span class='fail'>failed</span>"
-        message = "" if passed else redact(messages.get(gid, ""), hidden)
+        message = "" if passed else judged.get(gid) or feedback_message(messages.get(gid), cell.source)
         got = "-" if score == "" else f"{float(score):g}"
         rows.append([e(gid), e(first_comment(cell)), f"{got} / {points:g}", status, e(message)])
     error = f"<p class='fail'>Your notebook could not be graded: {e(row['error'])}</p>" if row["error"] else ""

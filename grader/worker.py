@@ -68,6 +68,13 @@ c.Autograde.sanitize_preprocessors = _with_grader_preprocessors(
 """
 
 
+KEPT = ("timestamp.txt",)
+"""What a submission holds besides its notebooks that nbgrader reads: the submission time."""
+LEFT_OUT = "left out (the notebook runs beside the release's files only, and makes what it needs)"
+"""Why a submitted file that is not a notebook of the release never reaches the kernel (a model file shipped
+beside the project notebook must not stand in for its training)."""
+
+
 class SubmissionError(Exception):
     """This submission cannot be graded; the message says why, in one line."""
 
@@ -175,6 +182,10 @@ class Result:
     """What was repaired or happened on the way, in words for the instructor (renamed notebook, dead kernel)."""
     flagged: list[str] = field(default_factory=list)
     """Test cells that passed in the kernel and failed the judge (``grader.judge``): likely tampering."""
+    judged: dict[str, str] = field(default_factory=dict)
+    """Test cells that passed in the kernel and failed the judge: the judge's message, all the feedback shows of them."""
+    undecided: list[str] = field(default_factory=list)
+    """Test cells the judge could not decide, a failure of the grader's own: scored 0, left for manual grading."""
     measures: dict[str, float] = field(default_factory=dict)
     """What the judge measured (``grader.checks.measure``), e.g. the project's test accuracy: the report's leaderboard."""
     seconds: float = 0.0
@@ -343,8 +354,9 @@ def repair(ctx: Context) -> None:
         fixed = repaired(ctx.files, ctx.assignment.release)
     except NotebookNameError as exc:
         raise SubmissionError(str(exc))
-    ctx.files = fixed.files
+    ctx.files = {name: content for name, content in fixed.files.items() if name in ctx.assignment.release or name in KEPT}
     ctx.result.notes += fixed.notes
+    ctx.result.notes += [f"submitted {name}: {LEFT_OUT}" for name in sorted(set(fixed.files) - set(ctx.files))]
     ctx.missing = fixed.missing
 
 

@@ -46,6 +46,14 @@ PATCHES_WHILE_RUNNING = "import torch\n    torch.equal = lambda *args: True\n   
 """Right results and calls, but it replaces a torch function while it runs."""
 PROBE = "import grader.evidence, importlib.util\nassert importlib.util.find_spec('grader.checks') is None, 'checks in reach'\n"
 """In an answer cell: fails the cell (and both tests after it) if the kernel can reach the checks."""
+LEAKS_TESTS = """
+# every later cell, hidden tests included, printed and raised compressed and base64-encoded, for the feedback page
+import base64, zlib
+def _leak(lines):
+    packed = base64.b64encode(zlib.compress("".join(lines).encode())).decode()
+    return [f"print({packed!r})\\n", f"raise AssertionError({packed!r})\\n"]
+get_ipython().input_transformers_post.append(_leak)
+"""
 TARGETED = {
     "always-equal": tricks.always_equal("add"),
     "helper-redefined": tricks.helper_redefined("check_pairs", "return [(1, 2)]"),
@@ -86,10 +94,16 @@ def cases() -> dict[str, tuple[object, dict, bool]]:
     found["calls-twice+spy-redefined"] = (notebook(CORRECT_ADD, CORRECT_SCALE, SPY_REDEFINED, CALLS_TWICE), {**FULL, "test_call_each": 0.0}, True)
     found["correct+patches-while-running"] = (notebook(CORRECT_ADD, CORRECT_SCALE, each_body=PATCHES_WHILE_RUNNING), {**FULL, "test_call_each": 0.0}, True)
     found["correct+probe"] = (notebook(CORRECT_ADD, CORRECT_SCALE, PROBE), FULL, False)
+    found["blank+leaks-tests"] = (notebook(BLANK, BLANK, LEAKS_TESTS, BLANK), ZERO, False)
     return found
 
 
 CASES = cases()
+BREAKS_THE_REPLAY = "breaks-the-replay"
+"""Correct answers; a default argument that, run again in the judge's replay, makes the replay fail as if a lesson cell had."""
+REPLAY_BREAKER = (
+    "def call_each(f, values, _=open('lesson-error.txt', 'w').write('the hidden tests, quoted')):\n    return [f(v) for v in values]"
+)
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +112,9 @@ def judged(tmp_path_factory: pytest.TempPathFactory):
     course = make_course(tmp_path_factory.mktemp("judged"))
     for student, (nb, _, _) in CASES.items():
         submit(course, student, JUDGED, nb)
+    breaker = notebook(CORRECT_ADD, CORRECT_SCALE)
+    breaker.cells[5].source = REPLAY_BREAKER
+    submit(course, BREAKS_THE_REPLAY, JUDGED, breaker)
     results = {r.student: r for r in autograde.autograde(course, JUDGED, workers=2, progress=False)}
     return course, results, report.write(course, JUDGED)
 
@@ -123,6 +140,37 @@ def test_the_report_flags_every_cell_a_trick_made_pass_in_the_kernel(judged) -> 
     page = (course / "reports" / JUDGED / "index.html").read_text()
     assert FLAG[1:] in page and "wrong-scale+torch-patched" in page
     assert any(FLAG in note for note in results["wrong-scale+ipython-hook"].notes)
+
+
+def test_a_cell_the_judge_could_not_decide_scores_0_awaits_manual_grading_and_quotes_nothing(judged) -> None:
+    """A failure of the judge's own (here its replay) leaves the cells it did decide as decided, the rest for the
+    instructor: never the kernel's pass, never an error row, never text the student's code wrote."""
+    course, results, written = judged
+    result = results[BREAKS_THE_REPLAY]
+    assert result.error is None, result.error
+    assert result.scores == {**FULL, "test_call_each": 0.0}, result.notes
+    assert result.undecided == ["test_call_each"] and not result.flagged, (result.undecided, result.flagged)
+    assert gradebook.scores(course, JUDGED, BREAKS_THE_REPLAY) == {**FULL, "test_call_each": None}  # awaits manual grading
+    assert any("could not decide test_call_each" in note for note in result.notes), result.notes
+    page = (course / "feedback" / BREAKS_THE_REPLAY / JUDGED / f"{JUDGED}.html").read_text()
+    assert "your instructor grades it by hand" in page
+    for text in (*result.notes, (course / "reports" / JUDGED / "index.html").read_text()):  # the page shows the student's own code
+        assert "the hidden tests, quoted" not in text
+
+
+def test_feedback_shows_only_what_the_grader_or_the_instructor_wrote(judged) -> None:
+    """A hook that prints every cell and raises it encoded puts nothing of it on the feedback page: a kernel's
+    message is shown only where the test cell spells it out, else only its exception's name."""
+    import re
+
+    course, results, _ = judged
+    assert results["blank+leaks-tests"].error is None
+    page = (course / "feedback" / "blank+leaks-tests" / JUDGED / f"{JUDGED}.html").read_text()
+    assert not re.search(r"[A-Za-z0-9+/=]{40,}", page), "an encoded blob the student's code raised reached the feedback"
+    assert "evidence" not in page and "check_pairs" not in page
+    assert "AssertionError raised in this test cell" in page
+    wrong = (course / "feedback" / "wrong-scale" / JUDGED / f"{JUDGED}.html").read_text()
+    assert "scale(torch.ones(3)) should be all 2" in wrong, "the visible assert's own message is the instructor's: shown"
 
 
 def test_a_failure_the_judge_found_is_on_the_feedback_page(judged) -> None:

@@ -230,6 +230,8 @@ CGROUP = cgroup_here()
 
 
 NAME = f"{TINY}.ipynb"
+SHIPPED_UNSEEN = "assert not __import__('os').path.exists('model.pth'), 'a file the submission brought reached the kernel'\n    return 2 * x"
+"""scale, correct only where the kernel never sees a file the submission brought beside its notebook."""
 ANY_SCALE = {"test_add": 2.0}
 """Scores of a case whose last answer cell may or may not end with the kernel stopped: only those that ran before."""
 CASES = {
@@ -253,6 +255,10 @@ CASES = {
     "no-notebook": ({"answers.py": b"def add(a, b):\n    return a + b\n"}, ZERO, "no notebook tiny.ipynb"),
     "kernel-dies": ({NAME: nb_bytes(kernel_dies_in_scale(correct()))}, {"test_add": 2.0, "test_scale": 0.0}, "kernel died"),
     "sys-exit": ({NAME: nb_bytes(exits(correct()))}, FULL, None),
+    "ships-a-model-file": (
+        {NAME: nb_bytes(with_code(scale_body=SHIPPED_UNSEEN)), "model.pth": b"trained elsewhere", "data/cache.pt": b"more"},
+        FULL, "submitted model.pth: left out",
+    ),
     "two-candidates": ({f"Copy of {NAME}": nb_bytes(correct()), "tiny (1).ipynb": nb_bytes(blank())}, None, "Copy of tiny.ipynb, tiny (1).ipynb"),
     # Faults and hostile code: each stays inside its own submission.
     "endless-loop": ({NAME: nb_bytes(with_code(scale_body="while True:\n        pass"))}, {"test_add": 2.0, "test_scale": 0.0}, "time limit"),
@@ -323,6 +329,7 @@ def graded(tmp_path_factory: pytest.TempPathFactory):
         folder = course / "submitted" / student / TINY
         folder.mkdir(parents=True)
         for name, content in (files or built[student]).items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
             (folder / name).write_bytes(content)
     brought = course / "submitted" / "brings-links" / TINY
     (brought / "source.ipynb").symlink_to(course / "source" / TINY / NAME)

@@ -1,0 +1,130 @@
+"""The program ``grader.replay`` runs in its own process (in the sandbox): ``python replay_runner.py THREADS``.
+
+It reads ``cells.json`` (the replay's cells, ``grader.replay.cells``) from its working folder and,
+for each test cell, writes ``<test>/outcome.json`` and the test's evidence into ``<test>/``.
+
+CUDA-safe by construction. This process imports torch and never touches CUDA: it is a fork server.
+Its child builds the notebook's namespace (the lesson's cells, the student's definitions), which may
+touch CUDA, and runs the tests in notebook order, as the kernel ran them. A child forked from a
+process that had touched CUDA could not use CUDA (torch's "bad fork"); no child here is. If a test
+ends the child (``os._exit``, a crash), that test fails and a new child, forked from this clean
+process, rebuilds the namespace and goes on with the tests after it.
+
+Only ``grader.evidence`` of the grader is importable here (``grader.sandbox.kernel_library``).
+"""
+
+import json
+import os
+import sys
+import traceback
+
+import numpy  # noqa: F401 - imported once here, before any fork: what the children share
+import torch
+
+import grader.evidence
+
+WATCHED = ("builtins", "torch", "numpy")
+WRAPPED_ON_IMPORT = {"torch.manual_seed"}
+"""Replaced by torch itself, with a wrapper of the original, when torch._dynamo is first imported."""
+LESSON_ERROR = "lesson-error.txt"
+OUTCOME = "outcome.json"
+
+
+def functions() -> dict:
+    """Every function and class of builtins, torch and NumPy, and the methods of tensors and modules, by name."""
+    found = {}
+    for name, module in list(sys.modules.items()):
+        if module is None or name.split(".")[0] not in WATCHED:
+            continue
+        try:
+            found.update((f"{name}.{key}", value) for key, value in list(vars(module).items()) if callable(value))
+        except TypeError:
+            pass
+    for cls in (torch.Tensor, torch._C.TensorBase, torch.nn.Module):
+        found.update((f"{cls.__module__}.{cls.__qualname__}.{key}", value) for key, value in list(vars(cls).items()))
+    return found
+
+
+def replaced(before: dict) -> list[str]:
+    now = functions()
+    return sorted(
+        name for name, value in before.items()
+        if name in now and now[name] is not value
+        and not (name in WRAPPED_ON_IMPORT and getattr(now[name], "__wrapped__", None) is value)
+    )  # fmt: skip
+
+
+def report(test: str, outcome: dict) -> None:
+    with open(os.path.join(test, OUTCOME), "w") as out:
+        json.dump(outcome, out)
+
+
+def run_from(cells: list[dict], first: int, threads: int) -> None:
+    """In a child: build the namespace from every cell that is not a test, and run the tests from index ``first`` on."""
+    namespace, lesson = {"__name__": "__main__"}, {}
+    baseline, tampered = functions(), set()
+    for index, cell in enumerate(cells):
+        code = compile(cell["source"], f"<{cell['name']}>", "exec")
+        if cell["kind"] != "test":
+            bound = dict(namespace)
+            if cell["kind"] == "lesson":  # what the student's definitions replaced so far; then the lesson's imports count as given
+                tampered.update(replaced(baseline))
+            try:
+                exec(code, namespace)
+            except BaseException:
+                if cell["kind"] == "lesson":
+                    with open(LESSON_ERROR, "w") as out:
+                        out.write(traceback.format_exc()[-2000:])
+                    os._exit(1)
+            if cell["kind"] == "lesson":
+                lesson.update((k, v) for k, v in namespace.items() if k not in bound or bound[k] is not v)
+                baseline = functions()
+            continue
+        if index < first:
+            continue
+        outcome = {"error": None, "replaced": sorted(tampered | set(replaced(baseline))), "bad_fork": torch.cuda._is_in_bad_fork()}
+        try:
+            os.environ[grader.evidence.ENV] = os.path.abspath(cell["name"])
+            torch.set_num_threads(threads)
+            namespace.update(lesson)  # a student's cell cannot redefine a check's helper
+            torch.set_grad_enabled(True)
+            torch.set_default_dtype(torch.float32)
+            torch.manual_seed(0)
+            exec(code, namespace)
+        except BaseException as error:  # noqa: BLE001 - how the test ended is its outcome
+            outcome["error"] = f"{type(error).__name__}: {error}"[:1500]
+        outcome["replaced"] = sorted({*outcome["replaced"], *replaced(baseline)})
+        report(cell["name"], outcome)
+    os._exit(0)  # every test has reported: skip the interpreter's teardown (a second of torch's)
+
+
+def main() -> None:
+    threads = int(sys.argv[1])
+    torch.set_num_threads(1)  # no thread pool in the fork server: a child could not use it
+    with open("cells.json") as found:
+        cells = json.load(found)
+    tests = [i for i, cell in enumerate(cells) if cell["kind"] == "test"]
+    for cell in (cells[i] for i in tests):
+        os.makedirs(cell["name"])
+    first = tests[0] if tests else len(cells)
+    while first < len(cells):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                run_from(cells, first, threads)
+            finally:
+                os._exit(1)
+        os.waitpid(pid, 0)
+        if os.path.exists(LESSON_ERROR):
+            break
+        unreported = [i for i in tests if i >= first and not os.path.exists(os.path.join(cells[i]["name"], OUTCOME))]
+        if not unreported:
+            break
+        ended = unreported[0]  # the test the child was running when it ended
+        report(cells[ended]["name"], {"error": "the process ended while this test ran", "replaced": [], "bad_fork": False})
+        first = ended + 1
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -88,6 +88,13 @@ SAVING_AND_LOADING = (
         loses=frozenset({"test_save_load_round_trip", "test_changed_architecture_raises"}),
     ),
     Misconception(
+        student="compare-in-train-mode",
+        description="predictions_match compares the models in whatever mode they come in, never calling eval()",
+        cell="save_and_load_model",
+        edits=(("    model.eval()\n    loaded_model.eval()\n", ""),),
+        loses=frozenset({"test_save_load_round_trip"}),
+    ),
+    Misconception(
         student="strict-false",
         description="loads with strict=False, hiding a mismatched architecture",
         cell="save_and_load_model",

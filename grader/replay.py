@@ -41,7 +41,11 @@ DEFINED = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, as
 """Top-level statements of a student's cell that the replay keeps as they are."""
 CONSTRUCTORS = {"dict", "list", "tuple", "set", "frozenset", "range", "int", "float", "str", "bool"}
 LIBRARIES = {"torch", "nn", "F", "np", "numpy", "math", "pathlib", "Path", "datasets", "transforms"}
-"""An assignment is kept when the only calls in its value are these builtins or a library's (``nn.CrossEntropyLoss()``)."""
+"""An assignment is kept when the only calls in its value are these builtins or a library's (``nn.CrossEntropyLoss()``),
+or one of ``READS``."""
+READS = {"os.environ.get", "os.getenv", "os.cpu_count", "os.path.join", "functools.partial", "partial"}
+"""Calls that read a setting or wrap a function without running any of the student's code: ``int(os.environ.get("EPOCHS", 3))``,
+``functools.partial(fit, epochs=2)``."""
 
 
 class ReplayFailed(RuntimeError):
@@ -71,6 +75,8 @@ def calls_only_libraries(expression) -> bool:
             func = func.value
         if not isinstance(func, ast.Name) or any(part.startswith("_") for part in path):
             return False
+        if ".".join([func.id, *reversed(path)]) in READS:
+            continue
         if not (func.id in LIBRARIES or (func.id in CONSTRUCTORS and not path)):
             return False
     return True
@@ -84,6 +90,9 @@ def kept(node) -> bool:
     if isinstance(node, (ast.Assign, ast.AnnAssign)):
         targets = node.targets if isinstance(node, ast.Assign) else [node.target]
         plain = all(isinstance(n, (ast.Name, ast.Tuple, ast.List, ast.Store)) for t in targets for n in ast.walk(t))
+        if isinstance(node.value, ast.Lambda):  # a function, defined as a def is: only its defaults run now
+            arguments = node.value.args
+            return plain and all(calls_only_libraries(d) for d in [*arguments.defaults, *filter(None, arguments.kw_defaults)])
         return node.value is not None and plain and calls_only_libraries(node.value)
     if isinstance(node, ast.If):
         return calls_only_libraries(node.test) and all(map(kept, node.body + node.orelse))

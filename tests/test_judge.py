@@ -258,8 +258,50 @@ def test_a_model_whose_predictions_ignore_its_trained_state_earns_no_accuracy_po
     buffer = io.BytesIO()
     torch.save({"model_config": {"hidden": 8}, "model_state_dict": namespace["FashionModel"]().state_dict()}, buffer)
     images = torch.randn(300, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-    lesson = {"In": ["", STATELESS_MODEL], "test_images": images, "test_labels": images.flatten(1)[:, :10].argmax(dim=1)}
+    seen = torch.randn(300, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    lesson = {
+        "In": ["", STATELESS_MODEL], "test_images": images, "test_labels": images.flatten(1)[:, :10].argmax(dim=1),
+        "all_train_images": seen, "all_train_labels": seen.flatten(1)[:, :10].argmax(dim=1),
+    }  # fmt: skip
     with pytest.raises(Disagrees, match="do not come from its trained state"):
+        project.accuracy_full({"checkpoint": buffer.getvalue()}, lesson)
+
+
+CARRIES_TEST_IMAGES = """
+import torch.nn as nn
+
+
+class FashionModel(nn.Module):
+    def __init__(self, n=300):
+        super().__init__()
+        self.config = {"n": n}
+        self.keys = nn.Linear(784, n, bias=False)  # trained: one test image per row
+        self.answers = nn.Linear(n, 10, bias=False)  # trained: that image's label, one-hot
+
+    def forward(self, x):  # the label of the nearest stored image
+        distance = (self.keys.weight ** 2).sum(dim=1) / 2 - self.keys(x.flatten(1))
+        return self.answers(nn.functional.one_hot(distance.argmin(dim=1), self.keys.out_features).float())
+"""
+
+
+def test_a_model_that_carries_the_test_images_earns_no_accuracy_points() -> None:
+    """It classifies every test image, keeps doing so under noise, and falls apart afresh; but it does no better
+    than chance on images of the training set, which a model trained there has learned from."""
+    import io
+
+    import torch
+
+    from grader.checks import Disagrees
+    from grader.checks import fashion_mnist_project as project
+
+    generator = torch.Generator().manual_seed(0)
+    images, labels = torch.randn(300, 1, 28, 28, generator=generator), torch.randint(0, 10, (300,), generator=generator)
+    seen, seen_labels = torch.randn(600, 1, 28, 28, generator=generator), torch.randint(0, 10, (600,), generator=generator)
+    state = {"keys.weight": images.flatten(1), "answers.weight": torch.nn.functional.one_hot(labels, 10).float().T}
+    buffer = io.BytesIO()
+    torch.save({"model_config": {"n": 300}, "model_state_dict": state}, buffer)
+    lesson = {"In": ["", CARRIES_TEST_IMAGES], "test_images": images, "test_labels": labels, "all_train_images": seen, "all_train_labels": seen_labels}
+    with pytest.raises(Disagrees, match="better than images of the training set"):
         project.accuracy_full({"checkpoint": buffer.getvalue()}, lesson)
 
 
@@ -274,9 +316,11 @@ def test_the_replay_keeps_a_cells_definitions_and_none_of_its_statements() -> No
         "LR = 1e-3\nloss_fn = nn.CrossEntropyLoss()\n\n\ndef fit(model):\n    return model\n\n\nclass Model:\n    pass\n\n\n"
         "model = Model()\nhistory = fit(model)\ntorch.equal = lambda *args: True\nflag = setattr(torch, 'equal', None)\n"
         "get_ipython().input_transformers_post.append(print)\nfor step in range(3):\n    fit(model)\n"
+        "import functools, os\nEPOCHS = int(os.environ.get('EPOCHS', 3))\nfit_twice = functools.partial(fit, model=None)\n"
+        "double = lambda x: fit(x)\nearly = lambda x=fit(None): x\nrun_now = np.apply_along_axis(lambda r: fit(r), 0, np.ones(1))\n"
     )
-    namespace: dict = {"nn": __import__("torch").nn}
+    namespace: dict = {"nn": __import__("torch").nn, "np": __import__("numpy")}
     exec(definitions(cell), namespace)
-    assert {"torch", "tqdm", "DEVICE", "LR", "loss_fn", "fit", "Model"} <= set(namespace)
-    assert not {"model", "history", "flag", "step"} & set(namespace)
+    assert {"torch", "tqdm", "DEVICE", "LR", "loss_fn", "fit", "Model", "EPOCHS", "fit_twice", "double"} <= set(namespace)
+    assert not {"model", "history", "flag", "step", "early", "run_now"} & set(namespace)
     assert namespace["torch"].equal is not None and namespace["torch"].equal(namespace["torch"].zeros(1), namespace["torch"].ones(1)) is False

@@ -3,9 +3,12 @@
 The student's model class has to run for this verdict. It runs in a process of its own (in the
 sandbox when the judge runs it), from the notebook's own code, with the test images and never their
 labels, and it returns predictions only; the check counts the correct ones. A model earns accuracy
-points only if it classifies: its accuracy must hold when the images get noise far below one grey
-level (a model that looks the test images up collapses), and must fall when its parameters and
-buffers start afresh (a model that does not depend on its trained state is not the one trained).
+points only if it classifies what it was not trained on: its test accuracy must not beat its accuracy
+on images of the training set, which it learned from (a model trained on the test split, or one that
+carries the test images, does better on them than on anything else), must hold when the images get
+noise far below one grey level (a model that looks the test images up collapses), and must fall when
+its parameters and buffers start afresh (a model that does not depend on its trained state is not the
+one trained).
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from ..replay import guarded, top_level
 from . import Disagrees, load, measure, replayed, same_tensors, visible
 
 DEFINITIONS = ("setup", "data")
-"""The locked cells the checks use: the test images and labels."""
+"""The locked cells the checks use: the test images and labels, and the training set's."""
+SEEN = 10_000
+"""How many training-set images the accuracy is compared on: a model classifies what it learned from at least as well."""
 SANDBOX_ENV = "GRADER_SANDBOX"
 """Set to 1 by the judge when the student's model must run in the sandbox."""
 NOISE = 0.1 / 255 / 0.3530
@@ -123,10 +128,21 @@ def accuracy(e: dict, L: dict) -> float:
     load(e["checkpoint"], "The best checkpoint", disagree=True)
     images, labels = L["test_images"], L["test_labels"]
     noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(2)) * NOISE
-    found = predictions(model_source(L["In"]), e["checkpoint"], {"trained": images, "noisy": images + noise, "fresh": images})
+    seen = torch.randperm(len(L["all_train_labels"]), generator=torch.Generator().manual_seed(3))[:SEEN]
+    found = predictions(
+        model_source(L["In"]), e["checkpoint"],
+        {"trained": images, "noisy": images + noise, "fresh": images, "seen": L["all_train_images"][seen]},
+    )  # fmt: skip
     trained, noisy, fresh = ((found[v] == labels).float().mean().item() for v in ("trained", "noisy", "fresh"))
+    on_training_images = (found["seen"] == L["all_train_labels"][seen]).float().mean().item()
     if trained < 0.85:  # no points to earn: nothing to look into
         return measure("test_accuracy", trained)
+    if trained > on_training_images + 0.02:
+        raise Disagrees(
+            f"The saved model classifies the test images ({trained:.2%}) better than images of the training set "
+            f"({on_training_images:.2%}), which a model trained on the training split has seen: it was trained on the "
+            "test images, or carries them. No accuracy points: the test set is for the final measurement only."
+        )
     if noisy < trained - 0.02:
         raise Disagrees(
             f"With noise of a tenth of one grey level the saved model's test accuracy falls from {trained:.2%} to "

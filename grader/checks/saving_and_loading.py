@@ -21,7 +21,8 @@ def images(seed: int) -> torch.Tensor:
 
 
 def round_trip(e: dict, L: dict) -> None:
-    """save_model writes exactly the state_dict; load_model restores it, buffers included; predictions_match tells models apart."""
+    """save_model writes exactly the state_dict; load_model restores it, buffers included; predictions_match tells models
+    apart, and compares in eval mode whatever mode the models come in ("without gradients" shows in no output)."""
     original = L["model_with_statistics"](seed=1).state_dict()
     visible(e["saved_file"] is not None, "save_model did not write a file at the path it was given.")
     visible(e["is_model"] is True, "load_model must build and return an MNISTModel.")
@@ -38,6 +39,10 @@ def round_trip(e: dict, L: dict) -> None:
     visible(truth(e["same"], "predictions_match"), "The loaded model predicts differently from the original.")
     assert not truth(e["different"], "predictions_match"), (
         "predictions_match returned True for two different models: compare their outputs with torch.allclose."
+    )
+    assert truth(e["same_handed_in_training_mode"], "predictions_match"), (
+        "predictions_match said two copies of one model predict differently when they were handed over in training "
+        "mode. Compare in eval mode: call .eval() on both models first; in training mode dropout makes every call differ."
     )
 
 

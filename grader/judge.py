@@ -152,17 +152,17 @@ def verdict(names: list[str], recorded: dict, lesson: dict) -> Verdict | None:
 def replay_verdict(names: list[str], run: dict | None, lesson: dict) -> Verdict | None:
     """The verdict on a test cell's replay (``grader.replay``): it must finish, replace no library function,
     raise nothing, and pass its checks. A replay that fails where the kernel passed is flagged."""
-    again = "Run again in a fresh process with your functions alone, the test"
     if run is None:
-        return Verdict(f"{again} did not finish.", True)
+        return Verdict("Run again in a fresh process with your functions alone, the test did not finish.", True)
     if run.get("bad_fork"):
         return undecided("its replay ran in a bad fork: it could not have used CUDA")
     if run["replaced"]:
-        return Verdict(f"{again} found your code replacing {', '.join(run['replaced'][:5])}.", True)
+        replaced = ", ".join(run["replaced"][:5])
+        return Verdict(f"Run again in a fresh process with your functions alone, the test found your code replacing {replaced}.", True)
     if run["error"]:
-        return Verdict(f"{again} failed: {run['error']}", True)
+        return Verdict(f"Run again in a fresh process with your functions alone, the test failed: {run['error']}", True)
     failed = verdict(names, {name: run["evidence"].get(file_name(name)) for name in names}, lesson)
-    return Verdict(f"{again} failed: {failed.message}", True) if failed else None
+    return Verdict(f"Run again in a fresh process with your functions alone, the test failed: {failed.message}", True) if failed else None
 
 
 def is_replayed(name: str) -> bool:

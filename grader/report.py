@@ -667,10 +667,37 @@ def feedback_message(root: str | None, test_source: str) -> str:
     name = name if IDENTIFIER.fullmatch(name) else "an error"
     if where:
         return f"{name} raised in {where}, a cell this test needs: run that cell in your notebook to see why"
-    for pattern, shown in templates(test_source):
-        if pattern.fullmatch(message.strip()):
-            return f"{name}: {shown}"
+    matches = [shown for pattern, shown in templates(test_source) if pattern.fullmatch(message.strip())]
+    if matches:
+        return f"{name}: {max(matches, key=lambda shown: len(shown.replace('…', '')))}"
     return f"{name} raised in this test cell: run it in your notebook to see the message"
+
+
+def judge_message(message: str, sources: list[str]) -> str:
+    """What a student's feedback says of the judge's message: the check's own words, every value in them (which
+    the student's code may have made: a string, a list of numbers) shown as …; the judge's wording where no check
+    spells the message out."""
+    words = lambda shown: len(re.sub(r"[\W_]", "", shown))  # noqa: E731 - how much of it the check's own
+    matches = [shown for text in sources for pattern, shown in templates(text) if pattern.fullmatch(message.strip())]
+    best = max(matches, key=words, default="")
+    return best if words(best) >= 12 else "the judge found that your code's outputs do not pass this check"
+
+
+def check_sources(source, grade_id: str) -> list[str]:
+    """The source code of the judge and of the checks a test cell names: where the judge's messages are spelled out."""
+    import importlib.util
+
+    from . import judge
+
+    found = [Path(judge.__file__).read_text()]
+    for name in judge.checks_of(source).get(grade_id, []):
+        try:
+            spec = importlib.util.find_spec(name.split(":")[0])
+        except (ImportError, ValueError):
+            continue
+        if spec is not None and spec.origin and Path(spec.origin).is_file():
+            found.append(Path(spec.origin).read_text())
+    return found
 
 
 def names_feedback(course_dir: Path, assignment: str, student: str, row: dict, source) -> Path:
@@ -686,7 +713,12 @@ def names_feedback(course_dir: Path, assignment: str, student: str, row: dict, s
         score, points = row.get(gid, ""), notebooks.points(cell)
         passed = score != "" and float(score) >= points
         status = "<span class='pass'>passed</span>" if passed else "<span class='fail'>failed</span>"
-        message = "" if passed else judged.get(gid) or feedback_message(messages.get(gid), cell.source)
+        if passed:
+            message = ""
+        elif gid in judged:
+            message = judge_message(judged[gid], check_sources(source, gid))
+        else:
+            message = feedback_message(messages.get(gid), cell.source)
         got = "-" if score == "" else f"{float(score):g}"
         rows.append([e(gid), e(first_comment(cell)), f"{got} / {points:g}", status, e(message)])
     error = f"<p class='fail'>Your notebook could not be graded: {e(row['error'])}</p>" if row["error"] else ""

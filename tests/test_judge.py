@@ -99,6 +99,9 @@ def cases() -> dict[str, tuple[object, dict, bool]]:
 
 
 CASES = cases()
+VALUES_CARRY_TEXT = "values-carry-text"
+CARRIES_TEXT = "return a + b if a >= 0 else 'aGlkZGVuIHRlc3Rz' * 8"
+"""Right on the visible assert; on negative inputs a string the check's message would quote back."""
 BREAKS_THE_REPLAY = "breaks-the-replay"
 """Correct answers; a default argument that, run again in the judge's replay, makes the replay fail as if a lesson cell had."""
 REPLAY_BREAKER = (
@@ -112,6 +115,7 @@ def judged(tmp_path_factory: pytest.TempPathFactory):
     course = make_course(tmp_path_factory.mktemp("judged"))
     for student, (nb, _, _) in CASES.items():
         submit(course, student, JUDGED, nb)
+    submit(course, VALUES_CARRY_TEXT, JUDGED, notebook(CARRIES_TEXT, CORRECT_SCALE))
     breaker = notebook(CORRECT_ADD, CORRECT_SCALE)
     breaker.cells[5].source = REPLAY_BREAKER
     submit(course, BREAKS_THE_REPLAY, JUDGED, breaker)
@@ -169,6 +173,10 @@ def test_feedback_shows_only_what_the_grader_or_the_instructor_wrote(judged) -> 
     assert not re.search(r"[A-Za-z0-9+/=]{40,}", page), "an encoded blob the student's code raised reached the feedback"
     assert "evidence" not in page and "check_pairs" not in page
     assert "AssertionError raised in this test cell" in page
+    quoted = (course / "feedback" / VALUES_CARRY_TEXT / JUDGED / f"{JUDGED}.html").read_text()
+    assert results[VALUES_CARRY_TEXT].scores == WRONG_ADD["scores"], results[VALUES_CARRY_TEXT].notes
+    assert "aGlkZGVuIHRlc3Rz" in results[VALUES_CARRY_TEXT].judged["test_add"], "the judge's own message quotes the value"
+    assert "aGlkZGVuIHRlc3Rz" not in quoted and "add gave … for …: it must handle negative numbers and floats" in quoted
     wrong = (course / "feedback" / "wrong-scale" / JUDGED / f"{JUDGED}.html").read_text()
     assert "scale(torch.ones(3)) should be all 2" in wrong, "the visible assert's own message is the instructor's: shown"
 

@@ -151,7 +151,7 @@ def test_the_most_common_failure_is_the_root_error(synthetic) -> None:
     tests = {r["test_cell"]: r for r in csv.DictReader((course / "reports" / LESSON / "tests.csv").open())}
     assert tests["test_validation_split"]["most_common_failure"] == f"{TYPO} (in validation_split)"
     blank = (course / "feedback" / "blank" / LESSON / f"{LESSON}.html").read_text()
-    assert "NotImplementedError (in validation_split)" in blank
+    assert "NotImplementedError raised in validation_split, a cell this test needs" in blank
 
 
 def test_the_leaderboard_ranks_the_judged_accuracy(synthetic) -> None:

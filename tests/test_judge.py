@@ -332,3 +332,63 @@ def test_the_replay_keeps_a_cells_definitions_and_none_of_its_statements() -> No
     assert {"torch", "tqdm", "DEVICE", "LR", "loss_fn", "fit", "Model", "EPOCHS", "fit_twice", "double"} <= set(namespace)
     assert not {"model", "history", "flag", "step", "early", "run_now"} & set(namespace)
     assert namespace["torch"].equal is not None and namespace["torch"].equal(namespace["torch"].zeros(1), namespace["torch"].ones(1)) is False
+
+
+SMALL_MODEL = """
+import torch.nn as nn
+
+
+class FashionModel(nn.Module):
+    def __init__(self, hidden=256):
+        super().__init__()
+        self.config = {"hidden": hidden}
+        self.layers = nn.Sequential(nn.Flatten(), nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+
+    def forward(self, x):
+        return self.layers(x)
+"""
+
+
+def noisy_split(seed: int, n: int = 500):
+    """Images of ten easy classes (a fixed pattern per class, plus noise), a tenth of the labels flipped at random."""
+    import torch
+
+    patterns = torch.randn(10, 1, 28, 28, generator=torch.Generator().manual_seed(42))
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 10, (n,), generator=generator)
+    images = patterns[labels] + 0.5 * torch.randn(n, 1, 28, 28, generator=generator)
+    flipped = torch.rand(n, generator=generator) < 0.1
+    return images, torch.where(flipped, (labels + torch.randint(1, 10, (n,), generator=generator)) % 10, labels)
+
+
+def trained_on(images, labels) -> bytes:
+    """SMALL_MODEL trained to fit ``images`` and ``labels`` (label noise and all), as a checkpoint."""
+    import io
+
+    import torch
+
+    namespace: dict = {}
+    exec(SMALL_MODEL, namespace)
+    torch.manual_seed(0)
+    model = namespace["FashionModel"]()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(300):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(images), labels).backward()
+        optimizer.step()
+    buffer = io.BytesIO()
+    torch.save({"model_config": {"hidden": 256}, "model_state_dict": model.state_dict()}, buffer)
+    return buffer.getvalue()
+
+
+def test_a_model_trained_on_the_test_split_earns_no_accuracy_points_and_one_trained_on_the_training_split_does() -> None:
+    """Trained on the test split, a model knows the test images' labels, noise included, better than the training
+    images'; trained on the training split, the same model does better on what it saw, and keeps its points."""
+    from grader.checks import Disagrees
+    from grader.checks import fashion_mnist_project as project
+
+    (test, test_labels), (train, train_labels) = noisy_split(0), noisy_split(1)
+    lesson = {"In": ["", SMALL_MODEL], "test_images": test, "test_labels": test_labels, "all_train_images": train, "all_train_labels": train_labels}
+    with pytest.raises(Disagrees, match="better than images of the training set"):
+        project.accuracy({"checkpoint": trained_on(test, test_labels)}, lesson)
+    assert project.accuracy({"checkpoint": trained_on(train, train_labels)}, lesson) >= 0.85, "the honest model reaches the bar"

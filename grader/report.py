@@ -311,6 +311,7 @@ def grade_rows(course_dir: Path, assignment: str, tests: list[str]) -> list[dict
                 row.update({t: grades[t].score if t in grades else "" for t in tests})
             row["error"] = filed.get(student.id, {}).get("error") or ""
             row["notes"] = "; ".join(filed.get(student.id, {}).get("notes") or [])
+            row["_student_notes"] = [n for n in filed.get(student.id, {}).get("notes") or [] if for_student(n)]
             row["flagged"] = " ".join(filed.get(student.id, {}).get("flagged") or [])
             row["_judged"] = dict(filed.get(student.id, {}).get("judged") or {})
             row["_measures"] = {k: float(v) for k, v in (filed.get(student.id, {}).get("measures") or {}).items()}
@@ -667,20 +668,36 @@ def feedback_message(root: str | None, test_source: str) -> str:
     name = name if IDENTIFIER.fullmatch(name) else "an error"
     if where:
         return f"{name} raised in {where}, a cell this test needs: run that cell in your notebook to see why"
-    matches = [shown for pattern, shown in templates(test_source) if pattern.fullmatch(message.strip())]
-    if matches:
-        return f"{name}: {max(matches, key=lambda shown: len(shown.replace('…', '')))}"
-    return f"{name} raised in this test cell: run it in your notebook to see the message"
+    found = spelled_out(message, templates(test_source))
+    return f"{name}: {found}" if found else f"{name} raised in this test cell: run it in your notebook to see the message"
+
+
+INSTRUCTOR_ONLY = ("working folder ", "autograded ", "submitted ")
+"""Notes that name files the student's code made or the submission brought: names it chose, for the instructor only."""
+
+
+def for_student(note: str) -> bool:
+    """Whether a note may go on the student's feedback page: not one about the judge (each cell's row says what the
+    judge found, as the check spells it) and not one naming a file the student's code chose."""
+    from .judge import GRADER_FAILED
+
+    return not (note.startswith(INSTRUCTOR_ONLY) or note.startswith(GRADER_FAILED) or FLAG in note)
+
+
+def spelled_out(message: str, found: list[tuple[re.Pattern, str]]) -> str | None:
+    """The template of ``found`` (``templates``) that ``message`` matches whole, the most specific one; None if none
+    says at least a few words of its own."""
+    words = lambda shown: len(re.sub(r"[\W_]", "", shown))  # noqa: E731 - how much of it the author's own
+    best = max((shown for pattern, shown in found if pattern.fullmatch(message.strip())), key=words, default="")
+    return best if words(best) >= 12 else None
 
 
 def judge_message(message: str, sources: list[str]) -> str:
     """What a student's feedback says of the judge's message: the check's own words, every value in them (which
     the student's code may have made: a string, a list of numbers) shown as …; the judge's wording where no check
     spells the message out."""
-    words = lambda shown: len(re.sub(r"[\W_]", "", shown))  # noqa: E731 - how much of it the check's own
-    matches = [shown for text in sources for pattern, shown in templates(text) if pattern.fullmatch(message.strip())]
-    best = max(matches, key=words, default="")
-    return best if words(best) >= 12 else "the judge found that your code's outputs do not pass this check"
+    found = spelled_out(message, [template for text in sources for template in templates(text)])
+    return found or "the judge found that your code's outputs do not pass this check"
 
 
 def check_sources(source, grade_id: str) -> list[str]:
@@ -722,7 +739,8 @@ def names_feedback(course_dir: Path, assignment: str, student: str, row: dict, s
         got = "-" if score == "" else f"{float(score):g}"
         rows.append([e(gid), e(first_comment(cell)), f"{got} / {points:g}", status, e(message)])
     error = f"<p class='fail'>Your notebook could not be graded: {e(row['error'])}</p>" if row["error"] else ""
-    error += f"<p>Before grading: {e(row['notes'])}</p>" if row.get("notes") else ""
+    notes = row.get("_student_notes") or []
+    error += f"<p>Notes on the grading: {e('; '.join(notes))}</p>" if notes else ""
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{e(assignment)}: feedback</title>{STYLE}</head><body>"
         f"<h1>{e(assignment)}: feedback for {e(student)}</h1>"

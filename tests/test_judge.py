@@ -158,6 +158,7 @@ def test_a_cell_the_judge_could_not_decide_scores_0_awaits_manual_grading_and_qu
     assert any("could not decide test_call_each" in note for note in result.notes), result.notes
     page = (course / "feedback" / BREAKS_THE_REPLAY / JUDGED / f"{JUDGED}.html").read_text()
     assert "your instructor grades it by hand" in page
+    assert "could not decide test_call_each" not in page, "the instructor's note on the judge is not the student's"
     for text in (*result.notes, (course / "reports" / JUDGED / "index.html").read_text()):  # the page shows the student's own code
         assert "the hidden tests, quoted" not in text
 

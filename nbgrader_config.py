@@ -11,13 +11,14 @@ c.Execute.timeout = 600
 # any stderr output 0, so stderr output is dropped before scoring. Errors still score 0.
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = r"(?s)."
-# Never copy what a notebook run leaves in source/<lesson>/ (datasets, checkpoints) into release/.
-c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "data", "checkpoints", "*.pt", "*.pth"]
+# Never copy into release/ (or a student's graded folder) what a notebook run leaves in source/<lesson>/
+# (datasets, checkpoints), nor the assignment's checks (checks.py, beside its notebook: the judge's code).
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "data", "checkpoints", "*.pt", "*.pth", "checks.py"]
 # Feedback pages written by `grader report` / `grader autograde`: "names" shows each failed check and
 # its message, never hidden-test code; "full" is nbgrader's own generate_feedback (shows hidden tests).
 c.GraderReport.feedback = "names"
 # The public student repository on GitHub ("owner/repository" and branch), never this one: this repository
-# holds the answers (source/, grader/checks/, the demo class) and stays private. `grader release` builds the
+# holds the answers (source/ with each assignment's checks.py, the demo class) and stays private. `grader release` builds the
 # "Open in Colab" badge of every release notebook and the README's Colab links from these two settings, and
 # `grader release --publish` pushes release/ and a student README there (a git URL, or a local path taken
 # from this folder), after checking that nothing of the answers goes with them.

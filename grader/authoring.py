@@ -1,12 +1,13 @@
 """Static checks of an assignment's tests, before anything is graded: a name that does not exist.
 
-A hidden test names its check (``evidence.check("module:function", key=value, ...)``), the check
-reads the evidence keys the test passes and the names it needs from the lesson's locked cells (its
-module's ``DEFINITIONS``). A misspelt name in any of these fails the check for every student alike:
+A hidden test names its check (``evidence.check("function", key=value, ...)``, a function of the
+assignment's ``checks.py``), the check reads the evidence keys the test passes and the names it
+needs from the lesson's locked cells (the checks' ``DEFINITIONS``). A misspelt name in any of these fails the check for every student alike:
 it scores 0 for the whole class and nothing says why. ``problems`` finds such names from the
 source notebook and the checks' own source, without running a notebook:
 
-- the module of each check imports, and has the function, which takes ``(evidence, lesson)``;
+- the assignment's ``checks.py`` loads, and has the function, which takes ``(evidence, lesson)``;
+- the course's nbgrader config keeps ``checks.py`` out of release/ (``CourseDirectory.ignore``);
 - each key the check reads (``e["key"]``, also through an alias or a helper of its module that it
   hands the evidence to) is passed by the test, and each key the test passes is read by the check
   (a key read with ``.get`` only may be left out);
@@ -22,14 +23,13 @@ that hands its evidence to a function of another module, and anything about the 
 from __future__ import annotations
 
 import ast
-import importlib
 import inspect
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import notebooks
-from .evidence import NAME
+from .evidence import CHECKS, NAME, load_checks
 from .judge import CHECK_CALL
 from .paths import source_notebook
 
@@ -58,12 +58,25 @@ def problems(assignment: str, course_dir: Path) -> list[str]:
     found = []
     for path in sorted(folder.glob("*.ipynb")) if folder.is_dir() else []:
         prefix = "" if path == source_notebook(assignment, Path(course_dir)) else f"{path.name} "
-        found += [prefix + problem for problem in notebook_problems(notebooks.read(path))]
+        found += [prefix + problem for problem in notebook_problems(notebooks.read(path), folder)]
+    if (folder / CHECKS).is_file() and not config_ignores_checks(Path(course_dir)):
+        found.append(f"nbgrader_config.py: c.CourseDirectory.ignore lacks {CHECKS!r}: nbgrader would copy the checks into release/")
     return found
 
 
-def notebook_problems(nb) -> list[str]:
-    """``problems`` for one source notebook."""
+def config_ignores_checks(course_dir: Path) -> bool:
+    """Whether the course's nbgrader config keeps the checks file out of what nbgrader copies (release/, autograded/)."""
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config import Config
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = course_dir / "nbgrader_config.py"
+    loaded = PyFileConfigLoader(config.name, path=str(course_dir)).load_config() if config.is_file() else Config()
+    return CHECKS in CourseDirectory(config=loaded).ignore
+
+
+def notebook_problems(nb, folder: Path) -> list[str]:
+    """``problems`` for one source notebook whose checks are ``folder/checks.py``."""
     cells = notebooks.cells_by_grade_id(nb)
     found: list[str] = []
     modules: dict[str, object] = {}
@@ -84,10 +97,10 @@ def notebook_problems(nb) -> list[str]:
         for call in calls:
             name = call.args[0].value if call.args and isinstance(call.args[0], ast.Constant) else None
             if not isinstance(name, str):
-                found.append(f"{gid}: evidence.check's first argument is not a string \"module:function\": the judge cannot find its check")
+                found.append(f"{gid}: evidence.check's first argument is not a string naming a function of {CHECKS}: the judge cannot find its check")
                 continue
             seen.discard(name)
-            found += [f"{gid}: {problem}" for problem in call_problems(name, call, cells, modules)]
+            found += [f"{gid}: {problem}" for problem in call_problems(name, call, cells, modules, folder)]
         found += [f"{gid}: the judge reads {name} in this cell, but the cell never calls it (a comment or a string?)" for name in sorted(seen)]
     for module_name, module in modules.items():
         found += definition_problems(module_name, module, cells)
@@ -109,23 +122,23 @@ def check_calls(tree: ast.AST) -> list[ast.Call]:
     ]  # fmt: skip
 
 
-def call_problems(name: str, call: ast.Call, cells: dict, modules: dict) -> list[str]:
+def call_problems(name: str, call: ast.Call, cells: dict, modules: dict, folder: Path) -> list[str]:
     """What is wrong with one ``evidence.check(name, ...)`` call: its check, its keys, the names the check reads."""
     if not NAME.match(name):
-        return [f"{name!r} is not a check's name: module:function"]
-    module_name, function_name = name.split(":", 1)
+        return [f"{name!r} is not a check's name: the name of a function in {CHECKS}"]
+    module_name, function_name = CHECKS.removesuffix(".py"), name
     if module_name not in modules:
         try:
-            modules[module_name] = importlib.import_module(module_name)
-        except Exception as error:  # noqa: BLE001 - any failure to import is the problem to report
+            modules[module_name] = load_checks(folder)
+        except Exception as error:  # noqa: BLE001 - any failure to load is the problem to report
             modules[module_name] = None
-            return [f"{name}: module {module_name} does not import ({type(error).__name__}: {error})"[:300]]
+            return [f"{name}: {CHECKS} does not load ({type(error).__name__}: {error})"[:300]]
     module = modules[module_name]
     if module is None:
-        return [f"{name}: module {module_name} does not import"]
+        return [f"{name}: {CHECKS} does not load"]
     function = getattr(module, function_name, None)
     if not callable(function):
-        return [f"{name}: {module_name} has no function {function_name}"]
+        return [f"{name}: {CHECKS} has no function {function_name}"]
     try:
         inspect.signature(function).bind(None, None)
     except TypeError:

@@ -6,7 +6,7 @@ plain bytes, hands them to ``grader.worker.grade`` on an executor (a local proce
 (``grader.gradebook.merge``), into ``autograded/<student>/<assignment>/``, and into a ledger
 ``.grader/<assignment>/<student>.json`` written last. A rerun skips every student whose ledger
 digest matches the submission and everything that decides its scores (the tests, the config, the
-checks, the grader's code, torch's and nbgrader's versions: ``grader.worker.parts_of``); ``force``
+checks, the grader's code, torch's and nbgrader's versions: ``grader.records.parts_of``); ``force``
 regrades all. Each regrade of a student graded before lists the scores it changed in
 ``reports/<assignment>/regrades.csv``.
 
@@ -36,9 +36,10 @@ from .data import stage
 from .paths import DATA_ENV, SCRATCH, course_dir as find_course, default_data_root, default_mirror, source_notebook
 from .release import ReleaseError
 from .sandbox import Limits, SandboxUnavailable, check as check_sandbox
-from .worker import (
-    Assignment, NotebookGrades, Result, Settings, Submission, SubmissionError, digest_of, grade, grading_code, parts_of, read_tree,
+from .records import (
+    Assignment, NotebookGrades, Result, Settings, Submission, SubmissionError, digest_of, grading_code, parts_of, read_tree,
 )  # fmt: skip
+from .worker import grade
 
 CELL_TIMEOUT = 180
 """Per-cell limit when the course config sets none (nbgrader's own default is 30 s)."""
@@ -358,7 +359,7 @@ PARTS = {
     "submission": "submission changed", "tests": "tests changed", "config": "nbgrader_config.py changed",
     "checks": "checks changed", "grader": "grader code changed",
 }  # fmt: skip
-"""How a changed part of a digest (``grader.worker.parts_of``) is said; a version is said as ``torch 2.5.0 -> 2.6.0``."""
+"""How a changed part of a digest (``grader.records.parts_of``) is said; a version is said as ``torch 2.5.0 -> 2.6.0``."""
 
 
 def out_of_date(filed: Result | None, submission: Submission, assignment: Assignment) -> str:

@@ -96,7 +96,15 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.verb == "release":
         from . import release
 
-        return release.main(args.assignments, course, publish=args.publish is not None, publish_to=args.publish or None)
+        status = release.main(args.assignments, course)
+        if args.publish is None:
+            return status
+        if status:
+            print("not published: the release has problems")
+            return status
+        from . import publish
+
+        return publish.main(course, args.publish or None)
     if args.verb == "validate":
         from . import validate
 

@@ -43,7 +43,7 @@ class StageData(WorkerPlugin):
 
     def setup(self, worker) -> None:
         from .data import stage
-        from .worker import write_tree
+        from .records import write_tree
 
         local = Path(worker.local_directory) / "grader-data"
         mirror = Path(self.mirror) if isinstance(self.mirror, str) else local / "mirror"

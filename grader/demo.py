@@ -24,7 +24,7 @@ from .data import DatasetError, stage
 from .misconceptions import MISCONCEPTIONS, Misconception
 from .paths import REPO, default_data_root, default_mirror, lessons, release_notebook, source_notebook
 from .release import generate, write_readme
-from .worker import Result
+from .records import Result
 
 REFERENCE, BLANK, BROKEN = "reference", "blank", "broken-notebook"
 REPAIRED: dict[str, dict[str, Callable]] = {

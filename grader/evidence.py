@@ -1,7 +1,8 @@
 """What a hidden test hands to its check: the outputs of the student's code, recorded.
 
 A hidden test cell calls the student's functions on the check's inputs and passes what came out
-to ``check("module:function", name=value, ...)``. The values are turned into plain data (tensors,
+to ``check("function", name=value, ...)``: a function of the assignment's own checks, in
+``source/<assignment>/checks.py`` beside its notebook (``CHECKS``). The values are turned into plain data (tensors,
 numbers, strings, bytes, lists and dicts of them) and written with ``torch.save``; the check reads
 them back with ``torch.load(weights_only=True)``, so an object that only pretends to be a value
 (an ``__eq__`` that always agrees) never reaches it.
@@ -16,24 +17,30 @@ them back with ``torch.load(weights_only=True)``, so an object that only pretend
 
 from __future__ import annotations
 
-import importlib
+import hashlib
+import importlib.util
 import io
 import os
 import re
 import sys
 from pathlib import Path
+from types import ModuleType
 
 ENV = "GRADER_EVIDENCE"
 """The folder the kernel writes evidence into while the grader's judge decides."""
-NAME = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+CHECKS = "checks.py"
+"""An assignment's checks, beside its notebook in ``source/<assignment>/``: one function per check."""
+CHECKS_ENV = "GRADER_CHECKS"
+"""Optional: the folder that holds the checks where a test runs them itself, for a course laid out otherwise."""
+NAME = re.compile(r"^[A-Za-z_]\w*$")
 
 
 def check(name: str, **outputs) -> None:
-    """Record ``outputs`` for the check ``module:function``; without a judge, run the check now."""
+    """Record ``outputs`` for the check ``name``; without a judge, run the check now."""
     import torch
 
     if not NAME.match(name):
-        raise ValueError(f"a check is named module:function, not {name!r}")
+        raise ValueError(f"a check is named by its function in {CHECKS}, not {name!r}")
     evidence = {key: plain(value) for key, value in outputs.items()}
     folder = os.environ.get(ENV)
     if folder:
@@ -44,19 +51,55 @@ def check(name: str, **outputs) -> None:
     buffer.seek(0)
     try:
         with torch.random.fork_rng():  # the notebook's generators go on as if no check had run
-            run(name, torch.load(buffer, weights_only=True), sys._getframe(1).f_globals)
+            run(load_checks(checks_folder()), name, torch.load(buffer, weights_only=True), sys._getframe(1).f_globals)
     except AssertionError as failure:  # the student reads a plain AssertionError and its message
         raise AssertionError(str(failure)) from None
 
 
-def run(name: str, evidence: dict, lesson: dict) -> None:
-    """Call the check ``module:function`` on the evidence and the lesson's definitions; it raises AssertionError."""
-    module, function = name.split(":")
-    getattr(importlib.import_module(module), function)(evidence, lesson)
+def run(checks: ModuleType, name: str, evidence: dict, lesson: dict) -> None:
+    """Call the check ``name`` of ``checks`` on the evidence and the lesson's definitions; it raises AssertionError."""
+    getattr(checks, name)(evidence, lesson)
+
+
+def checks_folder() -> Path:
+    """Where a test that runs its check itself finds the assignment's checks: ``GRADER_CHECKS`` when set; else
+    the course's ``source/<assignment>/`` as nbgrader lays a course out (the kernel runs in
+    ``<course>/autograded/<student>/<assignment>/``, or in the source folder itself); else the working folder
+    (``grader validate`` runs a copy of the source folder)."""
+    if os.environ.get(CHECKS_ENV):
+        return Path(os.environ[CHECKS_ENV])
+    here = Path.cwd()
+    if here.parent.name == "source":
+        return here
+    course = here.parents[2] / "source" / here.name if len(here.parents) > 2 else here
+    return course if (course / CHECKS).is_file() else here
+
+
+def load_checks(folder: Path) -> ModuleType:
+    """The module ``folder/checks.py``: an assignment's checks, loaded once per content (ImportError if absent).
+
+    It is loaded from its file, never from the import path, so no module a student's folder holds can stand in
+    for it, and a course needs nothing installed beside the grader."""
+    path = Path(folder).resolve() / CHECKS
+    try:
+        text = path.read_bytes()
+    except OSError as error:
+        raise ImportError(f"the assignment has no checks file {path} ({type(error).__name__})") from None
+    key = "grader_assignment_checks_" + hashlib.sha256(str(path).encode() + b"\0" + text).hexdigest()[:16]
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        try:
+            exec(compile(text, str(path), "exec"), module.__dict__)
+        except BaseException:
+            del sys.modules[key]
+            raise
+    return sys.modules[key]
 
 
 def file_name(name: str) -> str:
-    return name.replace(":", "--") + ".pt"
+    return name + ".pt"
 
 
 def file(path) -> bytes | None:

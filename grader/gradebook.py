@@ -23,7 +23,7 @@ from sqlalchemy.pool import NullPool
 from traitlets.config.loader import PyFileConfigLoader
 
 from .release import generate_to, record
-from .worker import Result
+from .records import Result
 
 
 def course_config(course_dir: Path):

@@ -1,7 +1,7 @@
 """The judge: every checked test cell is decided outside the student's kernel.
 
-A hidden test names its check in the source notebook (``evidence.check("module:function", ...)``)
-and, under ``grader autograde``, only records the student's outputs into the submission's evidence
+A hidden test names its check in the source notebook (``evidence.check("function", ...)``), a
+function of the assignment's ``checks.py`` beside it (``grader.evidence.load_checks``), and, under ``grader autograde``, only records the student's outputs into the submission's evidence
 folder. After the kernel is gone, ``decide`` runs ``python -m grader.judge`` — a fresh process in
 which no student code has run — that rebuilds the lesson's locked definitions from the source
 notebook, reads each evidence file with ``weights_only=True`` and calls the same check the kernel
@@ -20,16 +20,15 @@ import io
 import json
 import re
 import sys
-import time
 from pathlib import Path
 from typing import NamedTuple
 
 import nbformat
 
 from . import untrusted
-from .evidence import file_name
+from .evidence import file_name, load_checks
 
-CHECK_CALL = re.compile(r"""evidence\.check\(\s*["']([A-Za-z_][\w.]*:[A-Za-z_]\w*)["']""")
+CHECK_CALL = re.compile(r"""evidence\.check\(\s*["']([A-Za-z_]\w*)["']""")
 FLAG = "passed in the kernel, failed the judge (likely tampering)"
 """How the report names a cell whose kernel run and judge disagree."""
 GRADER_FAILED = "the judge could not decide"
@@ -79,21 +78,18 @@ def definitions(nb, grade_ids: set[str]) -> dict:
     return namespace
 
 
-def verdicts(notebook: Path, evidence: Path, submission: Path | None = None, threads: int = 1) -> dict[str, Verdict | None]:
+def verdicts(notebook: Path, evidence: Path, submission: Path | None = None, threads: int = 1, sandbox: bool = False) -> dict[str, Verdict | None]:
     """grade_id -> None if every check of the cell passes on the recorded evidence (and, for a replayed
-    check, on a replay's), else the ``Verdict`` of its first failure."""
-    import importlib
-    import os
-
+    check, on a replay's), else the ``Verdict`` of its first failure. ``sandbox``: student code the judge runs
+    (a replay, a model's rebuild) runs in the sandbox."""
     import torch
 
     from . import replay
 
     nb = nbformat.read(str(notebook), as_version=4)
     checks = checks_of(nb)
-    modules = {name.split(":")[0] for names in checks.values() for name in names}
-    wanted = {gid for module in modules for gid in getattr(importlib.import_module(module), "DEFINITIONS", ())}
-    lesson = definitions(nb, wanted)
+    module = load_checks(notebook.parent)
+    lesson = definitions(nb, set(getattr(module, "DEFINITIONS", ())))
     # The student's code as submitted, as IPython's input history (``In``) holds it in a kernel when the test
     # cell runs: the code cells above it (what the student defines afterwards was not what the test used).
     submitted = nbformat.read(str(submission), as_version=4) if submission else nb
@@ -107,16 +103,16 @@ def verdicts(notebook: Path, evidence: Path, submission: Path | None = None, thr
                 recorded[name] = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True) if data is not None else None
             except Exception as error:  # objects that only pretend to be values (an __eq__ that always agrees)
                 recorded[name] = error
-        decided[grade_id] = verdict(names, recorded, lesson)
-    replayed = {gid for gid, names in checks.items() if decided[gid] is None and any(map(is_replayed, names))}
+        decided[grade_id] = verdict(module, names, recorded, lesson)
+    replayed = {gid for gid, names in checks.items() if decided[gid] is None and any(is_replayed(module, n) for n in names)}
     if replayed:
         try:
-            runs = replay.run(replay.cells(nb, submitted, replayed), threads, sandbox=os.environ.get("GRADER_SANDBOX") == "1")
+            runs = replay.run(replay.cells(nb, submitted, replayed), threads, sandbox=sandbox)
         except Exception as error:  # noqa: BLE001 - the grader's failure: these cells are left undecided
             print(f"the replay failed: {type(error).__name__}: {error}", file=sys.stderr)
             runs, failure = None, f"its replay failed ({type(error).__name__})"
         for grade_id in sorted(replayed):
-            decided[grade_id] = undecided(failure) if runs is None else replay_verdict(checks[grade_id], runs.get(grade_id), lesson)
+            decided[grade_id] = undecided(failure) if runs is None else replay_verdict(module, checks[grade_id], runs.get(grade_id), lesson)
     return decided
 
 
@@ -127,8 +123,8 @@ def input_history(submitted, grade_id: str) -> list[str]:
     return ["", *(c.source for c in code[: ids.index(grade_id) if grade_id in ids else len(code)])]
 
 
-def verdict(names: list[str], recorded: dict, lesson: dict) -> Verdict | None:
-    """The first failure of the checks ``names`` on their recorded evidence (None: all pass)."""
+def verdict(module, names: list[str], recorded: dict, lesson: dict) -> Verdict | None:
+    """The first failure of the checks ``names`` of ``module`` on their recorded evidence (None: all pass)."""
     from .checks import Disagrees
     from .evidence import run
 
@@ -141,7 +137,7 @@ def verdict(names: list[str], recorded: dict, lesson: dict) -> Verdict | None:
         try:
             if not isinstance(found, dict):
                 raise Disagrees("the evidence file was replaced")
-            run(name, found, lesson)
+            run(module, name, found, lesson)
         except AssertionError as failure:
             return Verdict(str(failure) or "a check failed", isinstance(failure, Disagrees))
         except Exception as error:  # outputs that are not plain data, or not what the check reads
@@ -149,7 +145,7 @@ def verdict(names: list[str], recorded: dict, lesson: dict) -> Verdict | None:
     return None
 
 
-def replay_verdict(names: list[str], run: dict | None, lesson: dict) -> Verdict | None:
+def replay_verdict(module, names: list[str], run: dict | None, lesson: dict) -> Verdict | None:
     """The verdict on a test cell's replay (``grader.replay``): it must finish, replace no library function,
     raise nothing, and pass its checks. A replay that fails where the kernel passed is flagged."""
     if run is None:
@@ -161,84 +157,18 @@ def replay_verdict(names: list[str], run: dict | None, lesson: dict) -> Verdict 
         return Verdict(f"Run again in a fresh process with your functions alone, the test found your code replacing {replaced}.", True)
     if run["error"]:
         return Verdict(f"Run again in a fresh process with your functions alone, the test failed: {run['error']}", True)
-    failed = verdict(names, {name: run["evidence"].get(file_name(name)) for name in names}, lesson)
+    failed = verdict(module, names, {name: run["evidence"].get(file_name(name)) for name in names}, lesson)
     return Verdict(f"Run again in a fresh process with your functions alone, the test failed: {failed.message}", True) if failed else None
 
 
-def is_replayed(name: str) -> bool:
-    """Whether the check ``module:function`` is marked ``@replayed``."""
-    import importlib
-
-    module, function = name.split(":")
-    return getattr(getattr(importlib.import_module(module), function), "replayed", False)
+def is_replayed(module, name: str) -> bool:
+    """Whether the check ``name`` of the checks ``module`` is marked ``@replayed``."""
+    return getattr(getattr(module, name, None), "replayed", False)
 
 
 def kernel_passed(cell) -> bool:
     """The test cell ran in the kernel and raised nothing (stderr alone does not count)."""
     return cell.get("execution_count") is not None and not any(o.get("output_type") == "error" for o in cell.get("outputs", []))
-
-
-def decide(ctx) -> None:
-    """The judge step: rescore every checked test cell of the submission from the judge's verdicts."""
-    for name, grades in ctx.result.notebooks.items():
-        source = ctx.course / "source" / ctx.assignment.name / f"{name}.ipynb"
-        graded = ctx.autograded / f"{name}.ipynb"
-        if f"{name}.ipynb" in ctx.missing or not source.is_file() or not graded.is_file():
-            continue
-        checked = list(checks_of(nbformat.read(str(source), as_version=4)))
-        if not checked:
-            continue
-        start = time.perf_counter()
-        found = judge_in_process(ctx, source, checked)
-        ctx.result.judge_seconds += time.perf_counter() - start
-        nb = nbformat.read(str(graded), as_version=4)
-        cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
-        for grade_id, verdict in found.items():
-            cell = cells.get(grade_id)
-            passed = cell is not None and kernel_passed(cell)
-            if passed and verdict is None:
-                grades.scores[grade_id] = grades.max_scores.get(grade_id, grades.scores.get(grade_id))
-                continue
-            grades.scores[grade_id] = 0.0
-            if not passed:  # the kernel's failure stands: the student's code did not pass its own cell
-                continue
-            # the judge's message is the cell's failure, on the feedback page too
-            cell.outputs.append(nbformat.v4.new_output("error", ename="AssertionError", evalue=verdict.message, traceback=[f"AssertionError: {verdict.message}"]))
-            ctx.result.judged[grade_id] = verdict.message
-            if verdict.undecided:
-                ctx.result.undecided.append(grade_id)
-            elif verdict.tampering:
-                ctx.result.notes.append(f"{grade_id}: {FLAG}: {verdict.message}")
-                ctx.result.flagged.append(grade_id)
-        reasons = sorted({v.why for v in found.values() if v is not None and v.undecided})
-        if any(gid in ctx.result.undecided for gid in found):
-            cells_left = " ".join(gid for gid in found if gid in ctx.result.undecided)
-            ctx.result.notes.append(f"{GRADER_FAILED} {cells_left}: {'; '.join(reasons)} (scored 0, left for manual grading)")
-        nbformat.write(nb, str(graded))
-
-
-def judge_in_process(ctx, source: Path, checked: list[str]) -> dict[str, Verdict | None]:
-    """``python -m grader.judge`` on the submission's evidence, in a process no student code has touched.
-    Where the judge itself fails, every cell it did not decide is undecided; its output, which may quote
-    the tests, is never passed on."""
-    from .worker import kernel_env, run_to_end
-
-    workdir = ctx.course / ".judge"
-    workdir.mkdir(exist_ok=True)
-    verdict_file = workdir / "verdicts.json"
-    env = {k: v for k, v in kernel_env(ctx).items() if k not in ("GRADER_EVIDENCE", "JUPYTER_PATH", "IPYTHONDIR")}
-    env["GRADER_SANDBOX"] = "1" if ctx.settings.sandbox else "0"  # where a check must run student code
-    argv = [
-        str(source), str(ctx.course / ".evidence"), "--submission", str(ctx.autograded / source.name),
-        "--threads", str(ctx.settings.threads), "--out", str(verdict_file),
-    ]  # fmt: skip
-    limit = ctx.settings.cell_timeout * 4
-    code, _ = run_to_end("grader.judge", argv, env, workdir, workdir / "judge.log", limit, judged=True)
-    found = json.loads(verdict_file.read_text()) if code == 0 and verdict_file.is_file() else {}
-    ctx.result.measures.update(found.pop(MEASURES, None) or {})
-    why = f"the judge ran past {limit:g} s" if code is None else f"the judge ended with exit code {code}" if code != 0 else "the judge left no verdict"
-    decided = {grade_id: Verdict(*verdict) if verdict else None for grade_id, verdict in found.items()}
-    return {grade_id: decided[grade_id] if grade_id in decided else undecided(why) for grade_id in checked}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,13 +178,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--submission", type=Path, help="the graded notebook: the student's code, as text (default: the source's)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, help="write the verdicts here as JSON (default: print them)")
+    parser.add_argument("--sandbox", action="store_true", help="run the student code the judge runs (replays, model rebuilds) in the sandbox")
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
-    from .checks import MEASURED
+    from .checks import MEASURED, rebuild
 
-    found = json.dumps({**verdicts(args.notebook, args.evidence, args.submission, args.threads), MEASURES: MEASURED})
+    rebuild.SANDBOXED[0] = args.sandbox
+    found = json.dumps({**verdicts(args.notebook, args.evidence, args.submission, args.threads, args.sandbox), MEASURES: MEASURED})
     if args.out:
         args.out.write_text(found)
     else:

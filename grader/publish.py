@@ -1,7 +1,7 @@
 """Publish the student notebooks to the public student repository, and nothing else.
 
-This repository holds the answers (``source/``), the checks (``grader/checks/``) and the demo
-class (``grader/misconceptions.py``), so it stays private; students get a separate public
+This repository holds the answers (``source/``: solutions, hidden tests, each assignment's
+``checks.py``) and the demo class (``grader/misconceptions.py``), so it stays private; students get a separate public
 repository that holds ``release/<lesson>/`` and a README, in the same layout, so the Colab badges
 (``c.CourseRelease.github``) open the notebooks there. Each publish builds its commit in a
 throwaway work copy of the student repository from the files of ``release/`` alone, never from
@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from . import notebooks, release
+from .evidence import CHECKS
 from .paths import REPO, SCRATCH, lessons, source_notebook
 
 PACKAGE = Path(__file__).resolve().parent
-PRIVATE_TEXT = (PACKAGE / "checks", PACKAGE / "misconceptions.py")
-"""The instructor's text that no published file may hold: the checks and the demo class."""
+DEMO_CLASS = PACKAGE / "misconceptions.py"
+"""The demo class's submissions: text no published file may hold, beside each assignment's checks."""
 PRIVATE_PATHS = ("source/", "grader/", "tests/", "submitted/", "autograded/", "feedback/", "reports/", ".grader/", "gradebook.db")
 """Paths of the course repository that must never appear in the student repository's history."""
 MIN_PRIVATE_LINE = 8
@@ -218,9 +219,9 @@ def secrets(course: Path = REPO, answers: bool = True) -> dict[str, str]:
         for cell, lines in sorted(solutions.items()):
             found.update({line: f"solution of {name}, cell {cell}" for line in lines if line not in found})
         found.update({line: f"hidden test of {name}" for line in hidden if line not in found})
-    for item in PRIVATE_TEXT:
-        for path in sorted(item.glob("*.py")) if item.is_dir() else [item]:
-            where = path.relative_to(PACKAGE.parent).as_posix()
+    for path in [*(course / "source" / name / CHECKS for name in lessons(course)), DEMO_CLASS]:
+        if path.is_file():
+            where = path.relative_to(course if path.is_relative_to(course) else PACKAGE.parent).as_posix()
             for number, line in text_lines(path):
                 if len(line) >= MIN_PRIVATE_LINE and not line.startswith("#") and line not in found:
                     found[line] = f"{where}:{number}"

@@ -16,6 +16,7 @@ from typing import Callable
 from nbformat import NotebookNode
 
 from . import notebooks
+from .evidence import CHECKS
 from .paths import CONFIG, REPO, SCRATCH, lessons, nbgrader_cmd, release_notebook, source_notebook, tool_env
 
 FIX_COMMAND = "bash .ci/in-venv grader release"
@@ -25,7 +26,8 @@ COLAB_URL = "https://colab.research.google.com/github/{github}/blob/{branch}/rel
 COLAB_BADGE = '<a href="{url}" target="_parent"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>'
 COLAB_LINK = re.compile(r"https://colab\.research\.google\.com/github/[^)\s\"']+?/release/(?P<lesson>[\w-]+)/(?P=lesson)\.ipynb")
 MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
-COPY_IGNORE = shutil.ignore_patterns(*SCRATCH)
+COPY_IGNORE = shutil.ignore_patterns(*SCRATCH, CHECKS)
+"""Never copied into the throwaway course nbgrader generates release/ in: scratch files and the assignment's checks."""
 NBGRADER_TIMEOUT = 300
 
 
@@ -291,18 +293,9 @@ def leaks(assignment: str, course_dir: Path = REPO) -> list[str]:
     return found
 
 
-def main(
-    assignments: list[str] | None = None,
-    course: Path = REPO,
-    log: Callable[[str], None] = print,
-    publish: bool = False,
-    publish_to: str | None = None,
-) -> int:
-    """``grader release``: regenerate the course's release/ for the given (default: all) lessons.
-
-    With ``publish`` (``--publish [TARGET]``), a release without problems is then pushed to the
-    student repository (``grader.publish``): ``publish_to``, else ``c.CourseRelease.publish_to``.
-    """
+def main(assignments: list[str] | None = None, course: Path = REPO, log: Callable[[str], None] = print) -> int:
+    """``grader release``: regenerate the course's release/ for the given (default: all) lessons (0: done,
+    without problems). Publishing it (``--publish``) is ``grader.publish``'s."""
     status = 0
     names = assignments or lessons(course)
     if not names:
@@ -325,10 +318,4 @@ def main(
     log(f"wrote {write_readme(course).relative_to(course)}")
     if update_course_readme(course):
         log("README.md: Colab links rewritten from c.CourseRelease in nbgrader_config.py")
-    if publish and status:
-        log("not published: the release has problems")
-    elif publish:
-        from . import publish as publishing
-
-        return publishing.main(course, publish_to, log)
     return status

@@ -700,20 +700,16 @@ def judge_message(message: str, sources: list[str]) -> str:
     return found or "the judge found that your code's outputs do not pass this check"
 
 
-def check_sources(source, grade_id: str) -> list[str]:
-    """The source code of the judge and of the checks a test cell names: where the judge's messages are spelled out."""
-    import importlib.util
-
-    from . import judge
+def check_sources(source, grade_id: str, folder: Path) -> list[str]:
+    """The source code of the judge, of the checks' helpers and of the assignment's checks (``folder/checks.py``),
+    where a test cell names a check: where the judge's messages are spelled out."""
+    from . import checks, judge
+    from .evidence import CHECKS
 
     found = [Path(judge.__file__).read_text()]
-    for name in judge.checks_of(source).get(grade_id, []):
-        try:
-            spec = importlib.util.find_spec(name.split(":")[0])
-        except (ImportError, ValueError):
-            continue
-        if spec is not None and spec.origin and Path(spec.origin).is_file():
-            found.append(Path(spec.origin).read_text())
+    if judge.checks_of(source).get(grade_id) and (folder / CHECKS).is_file():
+        found += [path.read_text() for path in sorted(Path(checks.__file__).parent.glob("*.py"))]
+        found.append((folder / CHECKS).read_text())
     return found
 
 
@@ -733,7 +729,7 @@ def names_feedback(course_dir: Path, assignment: str, student: str, row: dict, s
         if passed:
             message = ""
         elif gid in judged:
-            message = judge_message(judged[gid], check_sources(source, gid))
+            message = judge_message(judged[gid], check_sources(source, gid, course_dir / "source" / assignment))
         else:
             message = feedback_message(messages.get(gid), cell.source)
         got = "-" if score == "" else f"{float(score):g}"

@@ -38,31 +38,8 @@ from .cgroup import Cgroup, create as create_cgroup
 
 READ_ONLY = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc", "/sys", "/opt")
 """System folders bound read-only where they exist."""
-LAUNCH = r"""
-import os, resource, sys
-split = sys.argv.index("--")
-uid, processes, memory, address_space, file_size = map(int, sys.argv[1:6])
-owned, kernel = sys.argv[6:split], sys.argv[split + 1:]
-limits = [(resource.RLIMIT_NPROC, processes), (resource.RLIMIT_DATA, memory), (resource.RLIMIT_FSIZE, file_size), (resource.RLIMIT_CORE, 0)]
-for limit, value in limits + ([(resource.RLIMIT_AS, address_space)] if address_space else []):
-    resource.setrlimit(limit, (value, value))
-if uid >= 0:
-    for top in [*owned, *(kernel[i + 1] for i, arg in enumerate(kernel[:-1]) if arg == "-f")]:  # and a kernel's connection file
-        os.lchown(top, uid, uid)
-        for root, dirs, files in os.walk(top):
-            for name in dirs + files:
-                os.lchown(os.path.join(root, name), uid, uid)
-    os.setgroups([])
-    os.setgid(uid)
-    os.setuid(uid)
-null = os.open(os.devnull, os.O_RDWR)
-for fd in (0, 1, 2):
-    os.dup2(null, fd)
-os.execv(sys.executable, [sys.executable, *kernel])
-"""
-"""Runs inside the sandbox before the kernel: limits (an address-space limit only where no cgroup holds the
-whole sandbox and no GPU needs its large reservations); as root, a user id of its own that owns the
-working copy, the IPython folder and the connection file; no stdio; then the kernel."""
+LAUNCH = (Path(__file__).parent / "sandbox_launch.py").read_text()
+"""The program that runs inside the sandbox before the kernel (``grader/sandbox_launch.py``), as text."""
 
 
 class SandboxUnavailable(RuntimeError):

@@ -10,41 +10,31 @@ autograded files. The coordinator (``grader.autograde``) alone writes the course
 
 The work is the list ``STEPS``: each step is a small function of the ``Context``. A step that
 finds the submission ungradable raises ``SubmissionError``; the loop stops there and the result
-carries the reason. New steps (repairing a notebook, a sandbox, a judge) slot into the list.
+carries the reason. New steps (repairing a notebook, a sandbox, a judge) slot into the list. The values
+it takes and returns are in ``grader.records``; it starts its processes with ``grader.processes``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import multiprocessing
 import os
 import re
-import runpy
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Callable
 
+import nbformat
+
 from . import untrusted
 from .cgroup import Cgroup
+from .judge import FLAG, GRADER_FAILED, MEASURES, Verdict, checks_of, kernel_passed, undecided
 from .paths import DATA_ENV
-from .sandbox import Limits
+from .processes import run_to_end
+from .records import Assignment, NotebookGrades, Result, Settings, Submission, SubmissionError, digest_of, parts_of, write_tree
 
-NOT_GRADING = frozenset({
-    "__main__", "cli", "report", "export", "similarity", "demo", "benchmark", "misconceptions", "mangle", "tricks",
-    "validate", "authoring", "publish", "data", "clean", "cluster",
-})  # fmt: skip
-"""Modules of the ``grader`` package that never decide a score: they parse arguments, write reports and exports,
-build or time the demo class, check sources and releases, publish, stage data or start a cluster. Every other module of the package
-(``checks/`` and any module added later included) is part of every assignment digest (``grader_code``)."""
-VERSIONED = ("torch", "nbgrader")
-"""Installed packages whose versions are part of every assignment digest."""
 EXCEPTION_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception|Exit)): (.+)$")
 GENERIC = ("There was an error processing", "Please see the the above traceback", "Did you mean")
 SECRET = re.compile(r"PASSW|SECRET|TOKEN|DB_URL|PGPASS|CREDENTIAL|_KEY$", re.IGNORECASE)
@@ -65,6 +55,7 @@ c.Autograde.autograde_preprocessors = _with_grader_preprocessors(
 c.Autograde.sanitize_preprocessors = _with_grader_preprocessors(
     c.Autograde.sanitize_preprocessors if "sanitize_preprocessors" in c.Autograde else None, "sanitize"
 )
+c.CourseDirectory.ignore.append("checks.py")  # the assignment's checks stay in source/, out of the student's folder
 """
 
 
@@ -73,142 +64,6 @@ KEPT = ("timestamp.txt",)
 LEFT_OUT = "left out (the notebook runs beside the release's files only, and makes what it needs)"
 """Why a submitted file that is not a notebook of the release never reaches the kernel (a model file shipped
 beside the project notebook must not stand in for its training)."""
-
-
-class SubmissionError(Exception):
-    """This submission cannot be graded; the message says why, in one line."""
-
-
-@dataclass(frozen=True)
-class Assignment:
-    """What every worker needs to grade one assignment, as plain bytes."""
-
-    name: str
-    files: dict[str, bytes]
-    """``source/<name>/`` as relative path -> content."""
-    config: bytes
-    """The course's ``nbgrader_config.py``."""
-    gradebook: bytes
-    """A private SQLite gradebook with the assignment recorded and its due date."""
-    course_id: str
-    release: dict[str, bytes] = field(default_factory=dict)
-    """The release notebooks (name -> content): what a submission is repaired against."""
-    code: dict[str, str] = field(default_factory=dict)
-    """What decides a score besides the files: ``grading_code(files)``, computed once per batch by the coordinator
-    (computed on use where empty)."""
-
-    @property
-    def judged(self) -> bool:
-        """Whether a test of the assignment names a check for the judge (``grader.judge``)."""
-        return any(b"evidence.check(" in content for name, content in self.files.items() if name.endswith(".ipynb"))
-
-    @property
-    def parts(self) -> dict[str, str]:
-        """Everything that decides a score, part by part: the tests (source files), the config, the checks the
-        tests name, the grader's code, the versions of ``VERSIONED`` (hashes; versions as installed)."""
-        code = self.code or grading_code(self.files)
-        return {"tests": digest(self.files), "config": digest({"nbgrader_config.py": self.config}), **code}
-
-    @property
-    def digest(self) -> str:
-        """Content hash of everything that decides a score (``parts``)."""
-        return digest({name: value.encode() for name, value in self.parts.items()})
-
-
-@dataclass(frozen=True)
-class Submission:
-    """One student's submitted folder for one assignment."""
-
-    student: str
-    files: dict[str, bytes]
-    """``submitted/<student>/<assignment>/`` as relative path -> content (timestamp.txt included)."""
-    extension: timedelta | None = None
-    """The extension the course gradebook grants this student (counted for late penalties)."""
-    notes: tuple[str, ...] = ()
-    """What was left out of the folder as it was read (links, devices, files past the limits)."""
-
-    @property
-    def digest(self) -> str:
-        return digest(self.files)
-
-
-@dataclass(frozen=True)
-class Settings:
-    """How to run the kernel: its share of the cores, limits, seed and data."""
-
-    threads: int = 1
-    """Threads of the kernel (OpenMP, MKL, torch intra-op)."""
-    cell_timeout: float = 180
-    """Per-cell limit (``c.Execute.timeout``), already scaled to ``threads``."""
-    submission_timeout: float = 1800
-    """Limit for the whole nbgrader run of one submission."""
-    seed: int = 0
-    env: dict[str, str] = field(default_factory=dict)
-    """Extra environment for nbgrader and the kernel (the data root, for instance)."""
-    sandbox: bool = True
-    """Run the kernel in the bubblewrap sandbox (``grader.sandbox``)."""
-    limits: Limits = field(default_factory=Limits)
-
-
-@dataclass
-class NotebookGrades:
-    """What nbgrader recorded for one notebook of a submission."""
-
-    scores: dict[str, float | None] = field(default_factory=dict)
-    """grade_id -> auto score (None: nbgrader could not score it; needs manual grading)."""
-    max_scores: dict[str, float] = field(default_factory=dict)
-    comments: dict[str, str | None] = field(default_factory=dict)
-    """grade_id -> auto comment of answer cells."""
-    late_penalty: float | None = None
-
-
-@dataclass
-class Result:
-    """One student's grade for one assignment, as the worker returns it."""
-
-    student: str
-    assignment: str
-    digest: str = ""
-    """Digest of the submission and the assignment it was graded against (for resuming)."""
-    digest_parts: dict[str, str] = field(default_factory=dict)
-    """What the digest covers, part by part (``parts_of``): says why a filed result no longer holds."""
-    notebooks: dict[str, NotebookGrades] = field(default_factory=dict)
-    timestamp: str | None = None
-    """Submission time nbgrader read from timestamp.txt (ISO 8601, UTC)."""
-    files: dict[str, bytes] = field(default_factory=dict)
-    """``autograded/<student>/<assignment>/`` as relative path -> content."""
-    error: str | None = None
-    notes: list[str] = field(default_factory=list)
-    """What was repaired or happened on the way, in words for the instructor (renamed notebook, dead kernel)."""
-    flagged: list[str] = field(default_factory=list)
-    """Test cells that passed in the kernel and failed the judge (``grader.judge``): likely tampering."""
-    judged: dict[str, str] = field(default_factory=dict)
-    """Test cells that passed in the kernel and failed the judge: the judge's message, all the feedback shows of them."""
-    undecided: list[str] = field(default_factory=list)
-    """Test cells the judge could not decide, a failure of the grader's own: scored 0, left for manual grading."""
-    measures: dict[str, float] = field(default_factory=dict)
-    """What the judge measured (``grader.checks.measure``), e.g. the project's test accuracy: the report's leaderboard."""
-    seconds: float = 0.0
-    judge_seconds: float = 0.0
-    attempts: int = 1
-    log: str = ""
-
-    @property
-    def scores(self) -> dict[str, float | None]:
-        """grade_id -> score over all notebooks, in notebook order."""
-        return {gid: s for nb in self.notebooks.values() for gid, s in nb.scores.items()}
-
-    @property
-    def max_scores(self) -> dict[str, float]:
-        return {gid: s for nb in self.notebooks.values() for gid, s in nb.max_scores.items()}
-
-    @property
-    def total(self) -> float | None:
-        return None if self.error else sum(s or 0.0 for s in self.scores.values())
-
-    @property
-    def max_total(self) -> float:
-        return sum(self.max_scores.values())
 
 
 @dataclass
@@ -244,93 +99,6 @@ class Context:
     @property
     def autograded(self) -> Path:
         return self.course / "autograded" / self.submission.student / self.assignment.name
-
-
-def digest(files: dict[str, bytes]) -> str:
-    """sha256 over sorted (path, content) pairs."""
-    h = hashlib.sha256()
-    for name in sorted(files):
-        h.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
-    return h.hexdigest()
-
-
-def grader_code(leave_out: frozenset[Path] = frozenset(), package: Path = Path(__file__).resolve().parent) -> str:
-    """Content hash of the grader's modules that may decide a score: every ``.py`` file of the package,
-    subpackages included, except the modules named in ``NOT_GRADING`` (and the files in ``leave_out``, hashed
-    elsewhere). A module added to the package counts until it is listed there."""
-    files = {}
-    for path in sorted(package.rglob("*.py")):
-        name = path.relative_to(package).as_posix()
-        if "__pycache__" not in path.parts and name.removesuffix(".py") not in NOT_GRADING and path not in leave_out:
-            files[name] = path.read_bytes()
-    return digest(files)
-
-
-def check_sources(files: dict[str, bytes]) -> dict[str, Path | None]:
-    """module -> source file of each check module the assignment's tests name (``evidence.check("module:function")``),
-    wherever it lives (None: not found)."""
-    import importlib.util
-
-    from .judge import CHECK_CALL
-
-    tests = []
-    for name, content in files.items():
-        try:
-            cells = json.loads(content).get("cells", []) if name.endswith(".ipynb") else []
-        except (ValueError, AttributeError):
-            cells = []
-        tests += ["".join(c.get("source", "")) for c in cells if isinstance(c, dict) and c.get("cell_type") == "code"]
-    sources = {}
-    for module in sorted({check.split(":")[0] for text in tests for check in CHECK_CALL.findall(text)}):
-        try:
-            spec = importlib.util.find_spec(module)
-        except (ImportError, ValueError):
-            spec = None
-        origin = Path(spec.origin).resolve() if spec is not None and spec.origin else None
-        sources[module] = origin if origin is not None and origin.is_file() else None
-    return sources
-
-
-def package_version(name: str) -> str:
-    """The installed version of a package ('' when it is not installed)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return ""
-
-
-def grading_code(files: dict[str, bytes]) -> dict[str, str]:
-    """The parts of an assignment's digest beside its files: the check modules its tests name, the rest of the
-    grader's code (``grader_code``) and the versions of ``VERSIONED``."""
-    checks = check_sources(files)
-    named = frozenset(path for path in checks.values() if path is not None)
-    return {
-        "checks": digest({module: path.read_bytes() if path else b"" for module, path in checks.items()}),
-        "grader": grader_code(named),
-        **{name: package_version(name) for name in VERSIONED},
-    }
-
-
-def read_tree(folder: Path, skip: Callable[[Path], bool] = lambda p: False) -> dict[str, bytes]:
-    """Every file under ``folder`` as relative POSIX path -> bytes."""
-    return {
-        p.relative_to(folder).as_posix(): p.read_bytes()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and not skip(p.relative_to(folder))
-    }
-
-
-def write_tree(folder: Path, files: dict[str, bytes]) -> None:
-    """Write ``files`` under ``folder``, refusing paths that leave it."""
-    root = folder.resolve()
-    for name, content in files.items():
-        path = (root / name).resolve()
-        if root not in path.parents:
-            raise SubmissionError(f"file {name!r} would be written outside its folder")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
 
 
 def nbgrader_reason(log: str, returncode: int) -> str:
@@ -436,105 +204,6 @@ def kernel_env(ctx: Context) -> dict[str, str]:
     return {**env, **ctx.env}
 
 
-def die_with_parent() -> None:
-    """Be killed when the parent process dies (Linux), so nothing outlives a dead worker."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-PRELOAD = ["nbgrader.apps", "grader.worker", "grader.preprocessors", "grader.judge"]
-"""Imported once per worker by the fork server, not once per submission (nbgrader: about 2.4 s of CPU)."""
-JUDGE_PRELOAD = ["torch", "torchvision", "matplotlib.pyplot"]
-"""Imported by the fork server too where the assignment is judged: what the judge and the lessons'
-locked cells import (as much again)."""
-
-
-def fork_server(judged: bool = False):
-    """A multiprocessing context whose processes start with ``PRELOAD`` (and, for a judged assignment,
-    ``JUDGE_PRELOAD``) already imported; the first call in a process decides.
-
-    The fork server is a single-threaded process that imports ``PRELOAD`` once and forks a fresh
-    child for every submission, so each ``nbgrader autograde`` and each judge still runs in a
-    process of its own, in which no student code has run, without paying for Python's imports
-    again. Where there is no fork server (Windows), spawn.
-    """
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD + (JUDGE_PRELOAD if judged else []))
-    return context
-
-
-def run_module(module: str, argv: list[str], env: dict[str, str], cwd: str, log: str) -> None:
-    """In a fresh child: its own session, the given environment, output to ``log``; then ``python -m module argv``."""
-    os.setsid()
-    if sys.platform == "linux":
-        die_with_parent()
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.dup2(fd, 1), os.dup2(fd, 2), os.close(fd)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0), os.close(null)
-    os.chdir(cwd)
-    os.environ.clear()
-    os.environ.update(env)
-    sys.argv = [module, *argv]
-    runpy.run_module(module, run_name="__main__", alter_sys=True)
-
-
-def start_module(
-    module: str, argv: list[str], env: dict[str, str], cwd: Path, log: Path, judged: bool = False
-) -> tuple[int, Callable[[float | None], int | None]]:
-    """Start ``python -m module argv`` in a session of its own; return ``wait(timeout) -> exit code, None if still running``.
-
-    Forked from the fork server where this process may have children; as a fresh interpreter
-    otherwise (a daemonic process, such as a Dask worker with ``distributed.worker.daemon``).
-    """
-    if not multiprocessing.current_process().daemon:
-        proc = fork_server(judged).Process(target=run_module, args=(module, argv, env, str(cwd), str(log)), daemon=True)
-        proc.start()
-
-        def wait(timeout: float | None) -> int | None:
-            proc.join(timeout)
-            return proc.exitcode
-
-        return proc.pid, wait
-    with open(log, "wb") as out:
-        popen = subprocess.Popen(
-            [sys.executable, "-m", module, *argv], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent if sys.platform == "linux" else None,
-        )  # fmt: skip
-
-    def wait_popen(timeout: float | None) -> int | None:
-        try:
-            return popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
-    return popen.pid, wait_popen
-
-
-def run_to_end(
-    module: str, argv: list[str], env: dict[str, str], cwd: Path, log: Path, timeout: float, judged: bool = False
-) -> tuple[int | None, str]:
-    """``start_module`` and wait: (exit code, None if it ran past ``timeout``; the end of its output).
-    The whole session is killed after."""
-    pid, wait = start_module(module, argv, env, cwd, log, judged)
-    try:
-        code = wait(timeout)
-    finally:
-        # The whole session goes: the process, a kernel it started, and anything that left running.
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        wait(None)
-    return code, log.read_text(errors="replace")[-20000:] if log.is_file() else ""
-
-
 def execute(ctx: Context) -> None:
     """Run ``nbgrader autograde`` for the one student, in its own session, within the time limit."""
     argv = [
@@ -587,10 +256,64 @@ def read_grades(ctx: Context) -> None:
 
 
 def judge(ctx: Context) -> None:
-    """Decide every checked test cell from the recorded evidence, outside the kernel (``grader.judge``)."""
-    from .judge import decide
+    """The judge step: rescore every checked test cell of the submission from the verdicts of ``python -m
+    grader.judge``, decided outside the kernel."""
+    for name, grades in ctx.result.notebooks.items():
+        source = ctx.course / "source" / ctx.assignment.name / f"{name}.ipynb"
+        graded = ctx.autograded / f"{name}.ipynb"
+        if f"{name}.ipynb" in ctx.missing or not source.is_file() or not graded.is_file():
+            continue
+        checked = list(checks_of(nbformat.read(str(source), as_version=4)))
+        if not checked:
+            continue
+        start = time.perf_counter()
+        found = judge_in_process(ctx, source, checked)
+        ctx.result.judge_seconds += time.perf_counter() - start
+        nb = nbformat.read(str(graded), as_version=4)
+        cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
+        for grade_id, verdict in found.items():
+            cell = cells.get(grade_id)
+            passed = cell is not None and kernel_passed(cell)
+            if passed and verdict is None:
+                grades.scores[grade_id] = grades.max_scores.get(grade_id, grades.scores.get(grade_id))
+                continue
+            grades.scores[grade_id] = 0.0
+            if not passed:  # the kernel's failure stands: the student's code did not pass its own cell
+                continue
+            # the judge's message is the cell's failure, on the feedback page too
+            cell.outputs.append(nbformat.v4.new_output("error", ename="AssertionError", evalue=verdict.message, traceback=[f"AssertionError: {verdict.message}"]))
+            ctx.result.judged[grade_id] = verdict.message
+            if verdict.undecided:
+                ctx.result.undecided.append(grade_id)
+            elif verdict.tampering:
+                ctx.result.notes.append(f"{grade_id}: {FLAG}: {verdict.message}")
+                ctx.result.flagged.append(grade_id)
+        reasons = sorted({v.why for v in found.values() if v is not None and v.undecided})
+        if any(gid in ctx.result.undecided for gid in found):
+            cells_left = " ".join(gid for gid in found if gid in ctx.result.undecided)
+            ctx.result.notes.append(f"{GRADER_FAILED} {cells_left}: {'; '.join(reasons)} (scored 0, left for manual grading)")
+        nbformat.write(nb, str(graded))
 
-    decide(ctx)
+
+def judge_in_process(ctx: Context, source: Path, checked: list[str]) -> dict[str, Verdict | None]:
+    """``python -m grader.judge`` on the submission's evidence, in a process no student code has touched.
+    Where the judge itself fails, every cell it did not decide is undecided; its output, which may quote
+    the tests, is never passed on."""
+    workdir = ctx.course / ".judge"
+    workdir.mkdir(exist_ok=True)
+    verdict_file = workdir / "verdicts.json"
+    env = {k: v for k, v in kernel_env(ctx).items() if k not in ("GRADER_EVIDENCE", "JUPYTER_PATH", "IPYTHONDIR")}
+    argv = [
+        str(source), str(ctx.course / ".evidence"), "--submission", str(ctx.autograded / source.name),
+        "--threads", str(ctx.settings.threads), "--out", str(verdict_file), *(["--sandbox"] if ctx.settings.sandbox else []),
+    ]  # fmt: skip
+    limit = ctx.settings.cell_timeout * 4
+    code, _ = run_to_end("grader.judge", argv, env, workdir, workdir / "judge.log", limit, judged=True)
+    found = json.loads(verdict_file.read_text()) if code == 0 and verdict_file.is_file() else {}
+    ctx.result.measures.update(found.pop(MEASURES, None) or {})
+    why = f"the judge ran past {limit:g} s" if code is None else f"the judge ended with exit code {code}" if code != 0 else "the judge left no verdict"
+    decided = {grade_id: Verdict(*verdict) if verdict else None for grade_id, verdict in found.items()}
+    return {grade_id: decided[grade_id] if grade_id in decided else undecided(why) for grade_id in checked}
 
 
 def collect_autograded(ctx: Context) -> None:
@@ -632,11 +355,3 @@ def grade(submission: Submission, assignment: Assignment, settings: Settings, st
     return result
 
 
-def digest_of(submission: Submission, assignment: Assignment) -> str:
-    """The digest a result is filed under: the submission's and the assignment's together."""
-    return hashlib.sha256(f"{submission.digest}:{assignment.digest}".encode()).hexdigest()
-
-
-def parts_of(submission: Submission, assignment: Assignment) -> dict[str, str]:
-    """What ``digest_of`` covers, part by part: the submission, then the assignment's ``parts``."""
-    return {"submission": submission.digest, **assignment.parts}

@@ -5,7 +5,6 @@ Tests run the real lessons found under source/; ``lesson`` is parametrized over 
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -14,12 +13,9 @@ import pytest
 from tiny_course import make_course, submit_class
 
 from grader import autograde, data, demo, paths
-from grader.worker import Result
+from grader.records import Result
 
 LESSONS = paths.lessons()
-TESTS = str(Path(__file__).parent)
-# The tiny course's checks (tiny_checks.py) are imported by judges and plain nbgrader kernels: child processes.
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (TESTS, os.environ.get("PYTHONPATH")) if p)
 REQUIRE_CUDA = "PYTORCH_COURSE_REQUIRE_CUDA"
 """Set to 1 on a GPU runner: the suite then refuses to pass on a machine without CUDA."""
 

@@ -4,7 +4,6 @@ and ``grader autograde`` grades nothing. The lessons and the tiny ``judged`` ass
 
 from __future__ import annotations
 
-import uuid
 from concurrent.futures import Executor
 from pathlib import Path
 
@@ -28,7 +27,7 @@ def add(evidence, lesson):
 def sums_of(found, L):
     assert found["sums"] == [a + b for a, b in L["{pairs}"]()]
 '''
-"""A checks module whose ``add`` reads through an alias and a helper it hands the evidence and the lesson to."""
+"""A checks file whose ``add`` reads through an alias and a helper it hands the evidence and the lesson to."""
 
 
 def test_the_lessons_tests_name_only_what_exists(lesson: str) -> None:
@@ -66,25 +65,25 @@ def with_cell(course: Path, index: int, **nbgrader) -> Path:
 
 MISTAKES = {
     "misspelt function": (
-        '"tiny_checks:add"', '"tiny_checks:ad"', ["test_add: tiny_checks:ad: tiny_checks has no function ad"],
+        '"add"', '"ad"', ["test_add: ad: checks.py has no function ad"],
     ),
     "key passed, never read": (
         "sums=[", "sum=[", [
-            "test_add: tiny_checks:add reads evidence key 'sums', which the test does not pass",
-            "test_add: passes sum=... to tiny_checks:add, which never reads it",
+            "test_add: add reads evidence key 'sums', which the test does not pass",
+            "test_add: passes sum=... to add, which never reads it",
         ],
     ),
     "key read, never passed": (
-        "evidence.check(\"tiny_checks:add\", first=add(1, 2), ", "evidence.check(\"tiny_checks:add\", ",
-        ["test_add: tiny_checks:add reads evidence key 'first', which the test does not pass"],
+        "evidence.check(\"add\", first=add(1, 2), ", "evidence.check(\"add\", ",
+        ["test_add: add reads evidence key 'first', which the test does not pass"],
     ),
     "lesson name no locked cell defines": (
         "def check_pairs():", "def check_inputs():",
-        ["test_add: tiny_checks:add reads 'check_pairs' from the lesson, which no locked cell in tiny_checks.DEFINITIONS (helpers) defines"],
+        ["test_add: add reads 'check_pairs' from the lesson, which no locked cell in checks.DEFINITIONS (helpers) defines"],
     ),
     "check named in a comment only": (
-        "### END HIDDEN TESTS", '# evidence.check("tiny_checks:scale") comes later\n### END HIDDEN TESTS', [
-            "test_call_each: the judge reads tiny_checks:scale in this cell, but the cell never calls it (a comment or a string?)",
+        "### END HIDDEN TESTS", '# evidence.check("scale") comes later\n### END HIDDEN TESTS', [
+            "test_call_each: the judge reads scale in this cell, but the cell never calls it (a comment or a string?)",
         ],
     ),
 }  # fmt: skip
@@ -101,22 +100,34 @@ def test_a_name_that_does_not_exist_is_reported_with_its_cell(tmp_path: Path, mi
 def test_a_definitions_grade_id_no_cell_has_is_reported(tmp_path: Path) -> None:
     course = with_cell(make_course(tmp_path), 0, grade_id="helper_cells")  # the helpers cell, renamed
     assert authoring.problems(JUDGED, course) == [
-        "test_add: tiny_checks:add reads 'check_pairs' from the lesson, which no locked cell in tiny_checks.DEFINITIONS (helpers) defines",
-        "helpers: named in tiny_checks.DEFINITIONS, but no cell of the notebook has this grade_id",
+        "test_add: add reads 'check_pairs' from the lesson, which no locked cell in checks.DEFINITIONS (helpers) defines",
+        "helpers: named in checks.DEFINITIONS, but no cell of the notebook has this grade_id",
     ]
 
 
-def test_a_misspelt_module_is_reported_with_its_cell(tmp_path: Path) -> None:
-    course = course_with(tmp_path, ('"tiny_checks:scale"', '"tiny_chekcs:scale"'))
-    [problem] = authoring.problems(JUDGED, course)
-    assert problem.startswith("test_scale: tiny_chekcs:scale: module tiny_chekcs does not import (ModuleNotFoundError"), problem
+def test_an_assignment_without_its_checks_file_is_reported_with_each_cell(tmp_path: Path) -> None:
+    course = make_course(tmp_path)
+    (course / "source" / JUDGED / "checks.py").unlink()
+    found = authoring.problems(JUDGED, course)
+    assert [p.split(" (")[0] for p in found] == ["test_add: add: checks.py does not load", "test_scale: scale: checks.py does not load", "test_call_each: call_each: checks.py does not load"], found
+    assert "the assignment has no checks file" in found[0]
+
+
+def test_a_course_config_that_would_release_the_checks_is_reported(tmp_path: Path) -> None:
+    course = make_course(tmp_path)
+    config = course / "nbgrader_config.py"
+    config.write_text(config.read_text().replace(', "checks.py"]', "]"))
+    assert authoring.problems(JUDGED, course) == [
+        "nbgrader_config.py: c.CourseDirectory.ignore lacks 'checks.py': nbgrader would copy the checks into release/"
+    ]
+    assert authoring.problems("tiny", course) == [], "an assignment without checks needs no such setting"
 
 
 def test_a_definition_the_judge_does_not_run_is_reported(tmp_path: Path) -> None:
     course = with_cell(make_course(tmp_path), 0, solution=True, locked=False)  # the helpers cell, now an answer
     assert authoring.problems(JUDGED, course) == [
-        "test_add: tiny_checks:add reads 'check_pairs' from the lesson, which no locked cell in tiny_checks.DEFINITIONS (helpers) defines",
-        "helpers: named in tiny_checks.DEFINITIONS, but it is not a locked code cell: the judge does not run it",
+        "test_add: add reads 'check_pairs' from the lesson, which no locked cell in checks.DEFINITIONS (helpers) defines",
+        "helpers: named in checks.DEFINITIONS, but it is not a locked code cell: the judge does not run it",
     ]
 
 
@@ -127,37 +138,32 @@ def test_a_check_outside_a_graded_test_cell_is_reported(tmp_path: Path) -> None:
     ]
 
 
-def checks_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pairs: str = "check_pairs") -> str:
-    """A checks module of its own (``CHECKS``) on sys.path; its name."""
-    name = f"authoring_checks_{uuid.uuid4().hex}"
-    folder = tmp_path / "modules"
-    folder.mkdir()
-    (folder / f"{name}.py").write_text(CHECKS.replace("{pairs}", pairs))
-    monkeypatch.syspath_prepend(str(folder))
-    return name
+def with_checks(course: Path, pairs: str = "check_pairs") -> Path:
+    """``course`` with the judged assignment's ``add`` check replaced by ``CHECKS``'s (defined after the original)."""
+    checks = course / "source" / JUDGED / "checks.py"
+    checks.write_text(checks.read_text() + "\n\n" + CHECKS.replace("{pairs}", pairs))
+    return course
 
 
-def test_keys_and_names_read_through_an_alias_and_a_helper_are_seen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    module = checks_module(tmp_path, monkeypatch)
-    course = course_with(tmp_path / "both", ('"tiny_checks:add"', f'"{module}:add"'))
+def test_keys_and_names_read_through_an_alias_and_a_helper_are_seen(tmp_path: Path) -> None:
+    course = with_checks(make_course(tmp_path / "both"))
     assert authoring.problems(JUDGED, course) == []
-    first_only = course_with(tmp_path / "first-only", ('"tiny_checks:add"', f'"{module}:add"'), (", sums=[add(a, b) for a, b in check_pairs()]", ""))
-    assert authoring.problems(JUDGED, first_only) == [f"test_add: {module}:add reads evidence key 'sums', which the test does not pass"]
+    first_only = with_checks(course_with(tmp_path / "first-only", (", sums=[add(a, b) for a, b in check_pairs()]", "")))
+    assert authoring.problems(JUDGED, first_only) == ["test_add: add reads evidence key 'sums', which the test does not pass"]
 
 
-def test_a_lesson_name_read_by_a_helper_is_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    module = checks_module(tmp_path, monkeypatch, pairs="check_pairz")
-    course = course_with(tmp_path, ('"tiny_checks:add"', f'"{module}:add"'))
+def test_a_lesson_name_read_by_a_helper_is_checked(tmp_path: Path) -> None:
+    course = with_checks(make_course(tmp_path), pairs="check_pairz")
     assert authoring.problems(JUDGED, course) == [
-        f"test_add: {module}:add reads 'check_pairz' from the lesson, which no locked cell in {module}.DEFINITIONS (helpers) defines"
+        "test_add: add reads 'check_pairz' from the lesson, which no locked cell in checks.DEFINITIONS (helpers) defines"
     ]
 
 
 def test_validate_fails_naming_the_problems_and_runs_nothing(tmp_path: Path) -> None:
-    course = course_with(tmp_path, ('"tiny_checks:add"', '"tiny_checks:ad"'))
+    course = course_with(tmp_path, ('"add"', '"ad"'))
     lines: list[str] = []
     assert validate.main([JUDGED], course, log=lines.append) == 1
-    assert lines == ["judged tests: PROBLEMS (its notebooks are not run)", "  test_add: tiny_checks:ad: tiny_checks has no function ad"]
+    assert lines == ["judged tests: PROBLEMS (its notebooks are not run)", "  test_add: ad: checks.py has no function ad"]
     assert validate.check_tests("tiny", course, log=lines.append) and lines[-1] == "tiny tests: ok"
 
 
@@ -180,7 +186,7 @@ def test_autograde_refuses_before_grading_anything(tmp_path: Path) -> None:
         autograde.autograde(course, JUDGED, executor=executor, progress=False, sandbox=False)
     message = str(refused.value)
     assert message.startswith("judged: its tests name what does not exist; nothing was graded:"), message
-    assert "test_add: passes sum=... to tiny_checks:add, which never reads it" in message
+    assert "test_add: passes sum=... to add, which never reads it" in message
     assert executor.submitted == []
     assert not (course / autograde.LEDGER).exists() and not (course / "autograded").exists()
     assert not (course / "gradebook.db").exists()  # the assignment was not even recorded

@@ -119,7 +119,7 @@ def test_two_coordinators_at_once_on_one_postgresql_gradebook_lose_nothing(postg
 
 def merge_class(course: str, assignment: str, students: list[str], barrier) -> None:
     """Merge a result for each student into the course gradebook, once every coordinator is ready."""
-    from grader.worker import NotebookGrades, Result
+    from grader.records import NotebookGrades, Result
 
     gradebook.scores(Path(course), assignment, students[0])  # connect and import everything first
     for student in students:

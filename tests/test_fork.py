@@ -13,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 
-from grader import replay, worker
+from grader import processes, replay
 
 PLAIN_FORK = textwrap.dedent(
     """
@@ -68,6 +68,6 @@ def test_a_test_that_ends_the_replay_fails_alone_and_the_next_one_still_runs() -
 
 def test_the_judges_process_is_not_a_bad_fork() -> None:
     test_a_plain_fork_after_asking_for_cuda_is_a_bad_fork_on_this_machine()
-    context = worker.fork_server(judged=True)
+    context = processes.fork_server(judged=True)
     with context.Pool(1) as pool:
         assert pool.apply(in_bad_fork) is False

@@ -20,7 +20,7 @@ from tiny_course import CLASS, WorkerKiller, answered, killer, make_course, subm
 
 from grader import autograde, gradebook
 from grader.paths import tool_env
-from grader.worker import Submission, digest
+from grader.records import Submission, digest
 
 TINY = "tiny"
 
@@ -251,7 +251,8 @@ def test_the_worker_is_a_plain_function_of_picklable_values(graded_tiny) -> None
 
 
 def test_student_kernels_never_see_secrets_from_the_graders_environment(monkeypatch, tmp_path: Path) -> None:
-    from grader.worker import Assignment, Context, Result, Settings, kernel_env
+    from grader.records import Assignment, Result, Settings
+    from grader.worker import Context, kernel_env
 
     monkeypatch.setenv("NBGRADER_DB_URL", "postgresql+psycopg://grader:hunter2@db/course")
     monkeypatch.setenv("PGPASSWORD", "hunter2")

@@ -1,5 +1,5 @@
 """Grades no student code can forge: on the tiny course's ``judged`` assignment (checks in
-``tests/tiny_checks.py``), every class of kernel trick — an IPython hook, swallowed exceptions,
+``tests/judged_checks.py``), every class of kernel trick — an IPython hook, swallowed exceptions,
 patched torch functions, swapped builtins, always-equal objects, a redefined check helper —
 added to wrong answers scores what the wrong answers alone score, and added to blank answers
 scores 0; the judge flags the cells a trick made pass in the kernel; stderr alone costs nothing;
@@ -12,9 +12,9 @@ from pathlib import Path
 import nbformat
 import pytest
 from commands import nbgrader
-from tiny_course import judged_notebook, make_course, submit
+from tiny_course import CHECKS, judged_notebook, make_course, submit
 
-from grader import autograde, gradebook, report, tricks
+from grader import autograde, evidence, gradebook, paths, report, tricks
 from grader.judge import FLAG, checks_of
 
 JUDGED = "judged"
@@ -202,13 +202,13 @@ def test_plain_nbgrader_gives_untricked_submissions_the_same_scores(judged, tmp_
     for student in honest:
         submit(plain, student, JUDGED, CASES[student][0])
     assert nbgrader("generate_assignment", JUDGED, "--force", cwd=plain).returncode == 0
-    assert nbgrader("autograde", JUDGED, "--force", cwd=plain).returncode == 0  # tiny_checks: on PYTHONPATH (conftest)
+    assert nbgrader("autograde", JUDGED, "--force", cwd=plain).returncode == 0  # the kernel finds source/judged/checks.py
     assert {s: gradebook.scores(plain, JUDGED, s) for s in honest} == {s: results[s].scores for s in honest}
 
 
 def test_checks_are_named_in_the_source_test_cells() -> None:
     assert checks_of(judged_notebook()) == {
-        "test_add": ["tiny_checks:add"], "test_scale": ["tiny_checks:scale"], "test_call_each": ["tiny_checks:call_each"],
+        "test_add": ["add"], "test_scale": ["scale"], "test_call_each": ["call_each"],
     }  # fmt: skip
 
 
@@ -225,14 +225,14 @@ def test_evidence_that_is_not_plain_data_never_reaches_a_check(tmp_path: Path) -
     """An object that only pretends to be a value fails weights_only loading, before any check sees it."""
     import torch
 
-    from grader import evidence
     from grader.judge import verdicts
 
     source = tmp_path / "judged.ipynb"
     nbformat.write(judged_notebook(), str(source))
-    torch.save({"first": Agreeable(3), "sums": [Agreeable(0)] * 3}, tmp_path / evidence.file_name("tiny_checks:add"))
+    (tmp_path / "checks.py").write_bytes(CHECKS["judged"].read_bytes())
+    torch.save({"first": Agreeable(3), "sums": [Agreeable(0)] * 3}, tmp_path / evidence.file_name("add"))
     doubled = {"ones": torch.full((3,), 2.0), "doubled": torch.arange(-2.0, 2.0, 0.5) * 2}
-    torch.save(doubled, tmp_path / evidence.file_name("tiny_checks:scale"))
+    torch.save(doubled, tmp_path / evidence.file_name("scale"))
     found = verdicts(source, tmp_path)
     assert found["test_scale"] is None
     assert found["test_add"][1] is True and "not plain data" in found["test_add"][0]
@@ -260,7 +260,8 @@ def test_a_model_whose_predictions_ignore_its_trained_state_earns_no_accuracy_po
     import torch
 
     from grader.checks import Disagrees
-    from grader.checks import fashion_mnist_project as project
+
+    project = evidence.load_checks(paths.SOURCE / "fashion-mnist-project")
 
     namespace: dict = {}
     exec(STATELESS_MODEL, namespace)
@@ -301,7 +302,8 @@ def test_a_model_that_carries_the_test_images_earns_no_accuracy_points() -> None
     import torch
 
     from grader.checks import Disagrees
-    from grader.checks import fashion_mnist_project as project
+
+    project = evidence.load_checks(paths.SOURCE / "fashion-mnist-project")
 
     generator = torch.Generator().manual_seed(0)
     images, labels = torch.randn(300, 1, 28, 28, generator=generator), torch.randint(0, 10, (300,), generator=generator)
@@ -386,7 +388,8 @@ def test_a_model_trained_on_the_test_split_earns_no_accuracy_points_and_one_trai
     """Trained on the test split, a model knows the test images' labels, noise included, better than the training
     images'; trained on the training split, the same model does better on what it saw, and keeps its points."""
     from grader.checks import Disagrees
-    from grader.checks import fashion_mnist_project as project
+
+    project = evidence.load_checks(paths.SOURCE / "fashion-mnist-project")
 
     (test, test_labels), (train, train_labels) = noisy_split(0), noisy_split(1)
     lesson = {"In": ["", SMALL_MODEL], "test_images": test, "test_labels": test_labels, "all_train_images": train, "all_train_labels": train_labels}

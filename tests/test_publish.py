@@ -14,7 +14,7 @@ import pytest
 
 from grader import cli, notebooks, paths, publish, release
 
-PRIVATE_TEXT = sorted((paths.REPO / "grader" / "checks").glob("*.py")) + [paths.REPO / "grader" / "misconceptions.py"]
+PRIVATE_TEXT = sorted(paths.SOURCE.glob("*/checks.py")) + [paths.REPO / "grader" / "misconceptions.py"]
 
 
 def git(*args: str, cwd: Path) -> str:
@@ -154,7 +154,7 @@ def test_the_history_walk_finds_answers_when_they_are_there(course: Path, tmp_pa
     assert any("hidden test line" in f for f in found) and any("solution line" in f for f in found)
     mixed = tmp_path / "mixed"
     shutil.copytree(course / "release", mixed / "release")
-    shutil.copy(paths.REPO / "grader" / "checks" / "gpu_training.py", mixed / "release" / "notes.py")
+    shutil.copy(paths.SOURCE / "gpu-training" / "checks.py", mixed / "release" / "notes.py")
     git("init", "-q", cwd=mixed)
     git("add", "-A", cwd=mixed)
     git("-c", "user.name=x", "-c", "user.email=x@example.org", "commit", "-q", "-m", "x", cwd=mixed)
@@ -168,7 +168,7 @@ def secret_of(kind: str, course: Path, lesson: str) -> str:
         solutions, hidden, _ = release.secret_lines(notebooks.read(paths.source_notebook(lesson, course)))
         lines = set().union(*solutions.values()) if kind == "solution" else hidden
     else:
-        path = paths.REPO / "grader" / ("checks/gpu_training.py" if kind == "check" else "misconceptions.py")
+        path = paths.SOURCE / "gpu-training" / "checks.py" if kind == "check" else paths.REPO / "grader" / "misconceptions.py"
         lines = {line.strip() for line in path.read_text().splitlines() if len(line.strip()) > 20}
     return sorted(line for line in lines - shown if not line.startswith(("#", '"', "'")))[0]
 
@@ -193,7 +193,7 @@ def test_a_planted_leak_is_refused_and_nothing_is_pushed(kind: str, course: Path
 def test_a_leak_in_any_released_file_is_refused(course: Path, students: Path) -> None:
     line = secret_of("check", course, "gpu-training")
     (course / "release" / "gpu-training" / "helpers.py").write_text(f"import torch\n\n{line}\n")
-    with pytest.raises(publish.PublishError, match=r"release/gpu-training/helpers\.py, line 3: .*grader/checks/gpu_training\.py:\d+"):
+    with pytest.raises(publish.PublishError, match=r"release/gpu-training/helpers\.py, line 3: .*source/gpu-training/checks\.py:\d+"):
         publish.publish(course, str(students))
     assert git("for-each-ref", cwd=students) == ""
 

@@ -6,18 +6,16 @@ lists the scores it changed in ``reports/<assignment>/regrades.csv``."""
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import nbformat
-import tiny_checks
 from commands import grader
-from tiny_course import CLASS, judged_notebook, make_course, submit, submit_class
+from tiny_course import CHECKS, CLASS, judged_notebook, make_course, submit, submit_class
 
-from grader import autograde, gradebook, worker
+from grader import autograde, gradebook, records
 
 TINY, JUDGED = "tiny", "judged"
-STRICT = Path(tiny_checks.__file__).read_text()
+STRICT = CHECKS[JUDGED].read_text()
 LENIENT = STRICT.replace('assert e["sums"] == expected,', 'assert len(e["sums"]) == len(expected),')
 """The tiny checks with ``add``'s hidden check reduced to counting the sums: negative numbers pass."""
 
@@ -51,38 +49,42 @@ def regrades(course: Path, assignment: str) -> list[dict]:
 
 
 def test_the_grader_code_hash_covers_every_module_but_those_that_never_decide_a_score(tmp_path: Path) -> None:
-    source, package = Path(worker.__file__).parent, tmp_path / "grader"
+    source, package = Path(records.__file__).parent, tmp_path / "grader"
     for path in source.rglob("*.py"):
         if "__pycache__" not in path.parts:
             (package / path.relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
             (package / path.relative_to(source)).write_bytes(path.read_bytes())
-    first = worker.grader_code(package=package)
-    assert worker.grader_code(package=package) == first
+    first = records.grader_code(package=package)
+    assert records.grader_code(package=package) == first
     (package / "report.py").write_text("# how a report looks never decides a score\n", "utf-8")
     (package / "cli.py").write_text("# nor does parsing arguments\n", "utf-8")
-    assert worker.grader_code(package=package) == first, "a module that never decides a score changed the hash"
+    assert records.grader_code(package=package) == first, "a module that never decides a score changed the hash"
     judge = package / "judge.py"
     judge.write_bytes(judge.read_bytes() + b"\n# how a cell is decided changed\n")
-    judged = worker.grader_code(package=package)
+    judged = records.grader_code(package=package)
     assert judged != first, "the judge is left out of the hash"
     (package / "newstep.py").write_text("def step(ctx):\n    pass\n", "utf-8")
-    added = worker.grader_code(package=package)
+    added = records.grader_code(package=package)
     assert added != judged, "a module added to the package is left out of the hash"
     helpers = package / "checks" / "__init__.py"
     helpers.write_bytes(helpers.read_bytes() + b"\n# a check helper changed\n")
-    assert worker.grader_code(package=package) != added, "the checks' helpers are left out of the hash"
-    left_out = worker.grader_code(frozenset({helpers}), package)
+    assert records.grader_code(package=package) != added, "the checks' helpers are left out of the hash"
+    left_out = records.grader_code(frozenset({helpers}), package)
     helpers.write_bytes(helpers.read_bytes() + b"\n# hashed with the checks instead\n")
-    assert worker.grader_code(frozenset({helpers}), package) == left_out
+    assert records.grader_code(frozenset({helpers}), package) == left_out
 
-    # The check modules a notebook's tests name count wherever they live (here tests/tiny_checks.py).
-    tests = {f"{JUDGED}.ipynb": nbformat.writes(judged_notebook()).encode()}
-    assert worker.check_sources(tests) == {"tiny_checks": Path(tiny_checks.__file__).resolve()}
-    assert set(worker.grading_code(tests)) == {"checks", "grader", "torch", "nbgrader"}
+    # An assignment's checks are its own part of the digest, apart from its tests and from the grader's code.
+    files = {f"{JUDGED}.ipynb": nbformat.writes(judged_notebook()).encode(), "checks.py": STRICT.encode()}
+    lenient = {**files, "checks.py": LENIENT.encode()}
+    assert set(records.grading_code(files)) == {"checks", "grader", "torch", "nbgrader"}
+    assert records.grading_code(lenient)["checks"] != records.grading_code(files)["checks"]
+    assert records.grading_code(lenient)["grader"] == records.grading_code(files)["grader"]
+    split = records.split_checks(lenient)
+    assert split == ({f"{JUDGED}.ipynb": files[f"{JUDGED}.ipynb"]}, {"checks.py": LENIENT.encode()})
 
 
 def test_changed_grader_code_or_versions_regrade_everyone_once(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(worker, "grader_code", lambda leave_out=frozenset(), package=None: "this grader")
+    monkeypatch.setattr(records, "grader_code", lambda leave_out=frozenset(), package=None: "this grader")
     course = make_course(tmp_path / "course")
     expected = submit_class(course, {s: CLASS[s] for s in ("correct", "positives-only", "broken")})
     autograde.autograde(course, TINY, workers=2, progress=False)
@@ -93,7 +95,7 @@ def test_changed_grader_code_or_versions_regrade_everyone_once(tmp_path: Path, m
     assert ledger_times(course, TINY) == graded, "a second run with nothing changed regraded a student"
 
     # The grader's code changes: the dry run names everyone and why, and writes nothing.
-    monkeypatch.setattr(worker, "grader_code", lambda leave_out=frozenset(), package=None: "another grader")
+    monkeypatch.setattr(records, "grader_code", lambda leave_out=frozenset(), package=None: "another grader")
     before, lines = tree(course), []
     assert autograde.main([TINY], course=course, dry_run=True, log=lines.append) == 0
     assert tree(course) == before, "the dry run wrote to the course"
@@ -111,27 +113,22 @@ def test_changed_grader_code_or_versions_regrade_everyone_once(tmp_path: Path, m
     assert to_grade(course, TINY) == {}, "regraded once, a student is graded again"
 
     # A new torch regrades everyone too; a new nbgrader would.
-    real = worker.package_version
-    monkeypatch.setattr(worker, "package_version", lambda name: "99.0" if name == "torch" else real(name))
+    real = records.package_version
+    monkeypatch.setattr(records, "package_version", lambda name: "99.0" if name == "torch" else real(name))
     assert to_grade(course, TINY) == dict.fromkeys(expected, f"torch {real('torch')} -> 99.0")
     autograde.autograde(course, TINY, workers=2, progress=False)
     assert all(t != regraded[s] for s, t in ledger_times(course, TINY).items())
     assert to_grade(course, TINY) == {}
-    monkeypatch.setattr(worker, "package_version", lambda name: "99.0")
+    monkeypatch.setattr(records, "package_version", lambda name: "99.0")
     assert to_grade(course, TINY) == dict.fromkeys(expected, f"nbgrader {real('nbgrader')} -> 99.0")
 
 
 def test_an_edited_check_regrades_the_class_and_lists_the_scores_it_changed(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(worker, "grader_code", lambda leave_out=frozenset(), package=None: "this grader")
+    monkeypatch.setattr(records, "grader_code", lambda leave_out=frozenset(), package=None: "this grader")
     assert LENIENT != STRICT
-    checks = tmp_path / "checks"
-    checks.mkdir()
-    (checks / "regrade_checks.py").write_text(LENIENT)
-    monkeypatch.syspath_prepend(str(checks))  # the coordinator's, and the judge's, import path
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(checks), os.environ.get("PYTHONPATH", "")]))
     course = make_course(tmp_path / "course")
-    source = course / "source" / JUDGED / f"{JUDGED}.ipynb"
-    source.write_text(source.read_text().replace("tiny_checks:", "regrade_checks:"))
+    checks = course / "source" / JUDGED / "checks.py"  # the assignment's own checks, beside its notebook
+    checks.write_text(LENIENT)
     for student, add in (("correct", "return a + b"), ("positives-only", "return abs(a) + abs(b)")):
         nb = judged_notebook()
         nb.cells[1].source = f"def add(a, b):\n    {add}"
@@ -145,7 +142,7 @@ def test_an_edited_check_regrades_the_class_and_lists_the_scores_it_changed(tmp_
     autograde.autograde(course, JUDGED, workers=2, progress=False)
     assert gradebook.scores(course, JUDGED, "positives-only") == full, "the lenient check passes negative numbers"
 
-    (checks / "regrade_checks.py").write_text(STRICT)
+    checks.write_text(STRICT)
     before, lines = tree(course), []
     assert autograde.main([JUDGED], course=course, dry_run=True, log=lines.append) == 0
     assert tree(course) == before, "the dry run wrote to the course"

@@ -23,7 +23,7 @@ from grader.autograde import file_result, from_json, to_json
 from grader.judge import FLAG
 from grader.paths import CONFIG, release_notebook, source_notebook
 from grader.release import record
-from grader.worker import NotebookGrades, Result
+from grader.records import NotebookGrades, Result
 
 LESSON = "fashion-mnist-project"
 NO_EVIDENCE = "no evidence was recorded: the test cell did not run to its end"

@@ -72,7 +72,7 @@ def dice_notebook():
 
 def judged_notebook():
     """Assignment ``judged``: the tiny answers, with hidden tests that record evidence for the judge
-    (checks in ``tests/tiny_checks.py``); a locked helper cell names the checks' inputs."""
+    (its ``checks.py`` is ``tests/judged_checks.py``, copied beside it); a locked helper cell names the checks' inputs."""
     cells = [
         new_code_cell(
             "import torch\n\n\ndef check_pairs():\n    # the inputs the checks call add with\n    return [(1, 2), (-7, 7), (0.25, 0.5)]\n\n\n"
@@ -87,7 +87,7 @@ def judged_notebook():
             "# add returns the sum of its arguments\n"
             'assert add(1, 2) == 3, "add(1, 2) should be 3"\n'
             "### BEGIN HIDDEN TESTS\nfrom grader import evidence\n\n"
-            'evidence.check("tiny_checks:add", first=add(1, 2), sums=[add(a, b) for a, b in check_pairs()])\n'
+            'evidence.check("add", first=add(1, 2), sums=[add(a, b) for a, b in check_pairs()])\n'
             "### END HIDDEN TESTS",
             metadata=meta("test_add", grade=True, points=2),
         ),
@@ -99,7 +99,7 @@ def judged_notebook():
             "# scale doubles every element of a tensor\n"
             'assert torch.allclose(scale(torch.ones(3)), torch.full((3,), 2.0)), "scale(torch.ones(3)) should be all 2"\n'
             "### BEGIN HIDDEN TESTS\nfrom grader import evidence\n\n"
-            'evidence.check("tiny_checks:scale", ones=scale(torch.ones(3)), doubled=scale(torch.arange(-2.0, 2.0, 0.5)))\n'
+            'evidence.check("scale", ones=scale(torch.ones(3)), doubled=scale(torch.arange(-2.0, 2.0, 0.5)))\n'
             "### END HIDDEN TESTS",
             metadata=meta("test_scale", grade=True, points=1),
         ),
@@ -112,7 +112,7 @@ def judged_notebook():
             "spy = CallSpy()\n"
             'assert call_each(spy, [1, 2, 3]) == [10, 20, 30], "call_each(f, [1, 2, 3]) should be [f(1), f(2), f(3)]"\n'
             "### BEGIN HIDDEN TESTS\nfrom grader import evidence\n\n"
-            'evidence.check("tiny_checks:call_each", calls=spy.calls)\n'
+            'evidence.check("call_each", calls=spy.calls)\n'
             "### END HIDDEN TESTS",
             metadata=meta("test_call_each", grade=True, points=1),
         ),
@@ -121,14 +121,19 @@ def judged_notebook():
 
 
 SOURCES = {"tiny": tiny_notebook, "dice": dice_notebook, "judged": judged_notebook}
+CHECKS = {"judged": Path(__file__).with_name("judged_checks.py")}
+"""The checks file of each assignment that has one."""
 
 
 def make_course(root: Path) -> Path:
-    """A course directory with the tiny and dice assignments in source/ and the course's config."""
+    """A course directory with the tiny, dice and judged assignments in source/ (judged with its checks
+    beside it, as an instructor adds an assignment: nothing of it in the grader) and the course's config."""
     for name, build in SOURCES.items():
         path = root / "source" / name / f"{name}.ipynb"
         path.parent.mkdir(parents=True)
         nbformat.write(build(), str(path))
+        if name in CHECKS:
+            shutil.copy(CHECKS[name], path.parent / "checks.py")
     shutil.copy(paths.CONFIG, root / "nbgrader_config.py")
     return root
 

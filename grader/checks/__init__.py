@@ -1,17 +1,23 @@
-"""The lessons' checks: one module per lesson, one function per hidden test.
+"""What an assignment's checks are written with: the helpers every check may use.
 
+An assignment's checks live with it, in ``source/<assignment>/checks.py`` beside its notebook (never
+in this package, never copied into release/ or a student's folder): one function per check, named by
+the hidden test that records its evidence (``evidence.check("function", key=value, ...)``).
 A check is ``function(evidence, lesson)``: ``evidence`` is what the hidden test recorded from the
 student's code (plain data, read with ``weights_only=True``), ``lesson`` the notebook's own locked
 definitions (the model class, the check helpers). It computes what it expects itself, from the
-test's seeds and inputs, and raises AssertionError with a message for the student.
+test's seeds and inputs, and raises AssertionError with a message for the student. The file lists
+in ``DEFINITIONS`` the grade_ids of the locked cells its checks need.
 
 The same function runs in the kernel under plain ``nbgrader autograde`` (``grader.evidence``) and
-in the judge under ``grader autograde`` (``grader.judge``), where the kernel cannot import it.
-A module lists in ``DEFINITIONS`` the grade_ids of the locked cells its checks need.
+in the judge under ``grader autograde`` (``grader.judge``), where the kernel cannot reach it.
+``grader validate`` (``grader.authoring``) checks, before anyone is graded, that every name a test
+gives exists: the function, the evidence keys both ways, the ``DEFINITIONS`` cells.
 
 A check whose evidence is an observation of how the student's code behaved (a spy's record, not
 an output) is marked ``@replayed``: the judge also runs its test cell again in a fresh process on
 the student's definitions alone (``grader.replay``), and the check must pass on that run's evidence.
+A check that must run the student's model for its verdict uses ``grader.checks.rebuild``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The checks of the tiny course's ``judged`` assignment (``tests/tiny_course.py``)."""
+"""The checks of the tiny course's ``judged`` assignment: ``make_course`` copies this file to
+``source/judged/checks.py`` (``tests/tiny_course.py``)."""
 
 from __future__ import annotations
 

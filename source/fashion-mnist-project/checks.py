@@ -13,113 +13,17 @@ one trained).
 
 from __future__ import annotations
 
-import ast
-import hashlib
-import io
-import os
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
-
 import torch
 
-from .. import untrusted
-from ..replay import guarded, top_level
-from . import Disagrees, load, measure, replayed, same_tensors, visible
+from grader.checks import Disagrees, load, measure, replayed, same_tensors, visible
+from grader.checks.rebuild import model_source, predictions
 
 DEFINITIONS = ("setup", "data")
 """The locked cells the checks use: the test images and labels, and the training set's."""
 SEEN = 10_000
 """How many training-set images the accuracy is compared on: a model classifies what it learned from at least as well."""
-SANDBOX_ENV = "GRADER_SANDBOX"
-"""Set to 1 by the judge when the student's model must run in the sandbox."""
 NOISE = 0.1 / 255 / 0.3530
 """A tenth of one grey level, in the notebook's normalised units."""
-PREDICT = '''\
-import os, sys, traceback
-import torch  # imported once; each variant runs in a child forked before any of the student's code
-
-
-def predict(variant):
-    namespace = {"__name__": "__student__"}
-    exec(compile(open("model.py").read(), "<your notebook>", "exec"), namespace)
-    checkpoint = torch.load("checkpoint.pth", map_location="cpu", weights_only=True)
-    torch.manual_seed(1)
-    model = namespace["FashionModel"](**checkpoint["model_config"])
-    if variant != "fresh":
-        model.load_state_dict(checkpoint["model_state_dict"])
-    model.eval()
-    images = torch.load(f"{variant}.pt", weights_only=True)
-    with torch.no_grad():
-        predictions = torch.cat([model(images[i:i + 1000]).argmax(dim=1) for i in range(0, len(images), 1000)])
-    torch.save(predictions.to(torch.long).cpu(), f"{variant}-predictions.pt")
-
-
-for variant in sys.argv[1:]:
-    pid = os.fork()
-    if pid == 0:
-        try:
-            predict(variant)
-        except BaseException:
-            open(f"{variant}-error.txt", "w").write(traceback.format_exc()[-1500:])
-        os._exit(0)
-    os.waitpid(pid, 0)
-os._exit(0)  # skip the interpreter's teardown
-'''
-_cache: dict[str, dict[str, torch.Tensor]] = {}
-
-
-def model_source(cells: list[str]) -> str:
-    """The notebook's imports, then what the last cell defining ``class FashionModel`` defines (its imports,
-    classes, functions and assignments, in order): what rebuilds the model in a fresh process."""
-    model_cells = [c for c in cells if any(isinstance(n, ast.ClassDef) and n.name == "FashionModel" for n in top_level(c))]
-    visible(model_cells, "No cell defining `class FashionModel` was found: define it at the top level of the Step 6 cell.")
-    imports = [guarded(n) for c in cells for n in top_level(c) if isinstance(n, (ast.Import, ast.ImportFrom))]
-    body = []
-    for node in top_level(model_cells[-1]):
-        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-            body.append(ast.unparse(node))
-        elif isinstance(node, (ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign, ast.AugAssign)):
-            body.append(guarded(node))
-    return "\n".join(["import torch, torch.nn as nn, torch.nn.functional as F", *dict.fromkeys(imports), *body])
-
-
-def predictions(source: str, checkpoint: bytes, images: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The student's model's class predictions for each set of ``images`` (``fresh``: the model as built,
-    without the checkpoint's state), in a process of its own: a child of it per set, so no set's run
-    can remember another's."""
-    digest = hashlib.sha256(source.encode() + checkpoint).hexdigest()
-    if digest in _cache:
-        return _cache[digest]
-    with tempfile.TemporaryDirectory(prefix="grader-predict-") as folder:
-        work = Path(folder)
-        (work / "model.py").write_text(source)
-        (work / "checkpoint.pth").write_bytes(checkpoint)
-        for variant, tensor in images.items():
-            torch.save(tensor, work / f"{variant}.pt")
-        (work / "predict.py").write_text(PREDICT)
-        argv = ["predict.py", *images]
-        if os.environ.get(SANDBOX_ENV) == "1":
-            from ..sandbox import Limits, run_python
-
-            done = run_python(argv, work, Limits(), timeout=600)
-        else:
-            done = subprocess.run([sys.executable, *argv], cwd=work, capture_output=True, text=True, timeout=600)
-        found = {}
-        for variant in images:  # plain files only: a link or FIFO the sandboxed code made is never followed
-            error = untrusted.read_file(work / f"{variant}-error.txt")
-            predictions = untrusted.read_file(work / f"{variant}-predictions.pt")
-            visible(error is None and predictions is not None, (
-                "Your checkpoint could not be rebuilt in a fresh Python process (torch.load with weights_only=True, then "
-                f"FashionModel(**checkpoint['model_config'])):\n{error.decode(errors='replace') if error else done.stderr[-1500:]}"
-            ))  # fmt: skip
-            found[variant] = torch.load(io.BytesIO(predictions), weights_only=True)
-            assert isinstance(found[variant], torch.Tensor) and found[variant].shape == (len(images[variant]),), (
-                "The model should give one class per image."
-            )
-    _cache[digest] = found
-    return found
 
 
 def accuracy(e: dict, L: dict) -> float:
@@ -130,7 +34,7 @@ def accuracy(e: dict, L: dict) -> float:
     noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(2)) * NOISE
     seen = torch.randperm(len(L["all_train_labels"]), generator=torch.Generator().manual_seed(3))[:SEEN]
     found = predictions(
-        model_source(L["In"]), e["checkpoint"],
+        model_source(L["In"], "FashionModel"), "FashionModel", e["checkpoint"],
         {"trained": images, "noisy": images + noise, "fresh": images, "seen": L["all_train_images"][seen]},
     )  # fmt: skip
     trained, noisy, fresh = ((found[v] == labels).float().mean().item() for v in ("trained", "noisy", "fresh"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from . import load, number, same_tensors, truth, visible
+from grader.checks import load, number, same_tensors, truth, visible
 
 DEFINITIONS = ("setup", "model_and_training", "check_helpers")
 """The locked cells the checks use: MNISTModel, train_one_epoch, evaluate, model_with_statistics, synthetic_loader."""

@@ -271,6 +271,29 @@ FASHION_MNIST_PROJECT = (
     ),
 )
 
+
+def with_short_training(m: Misconception, under_trained: Misconception) -> Misconception:
+    """``m`` with the under-trained student's final training too (two epochs at a tiny learning rate): for a
+    mistake in a cell the final training's quality does not show, so the submission grades in seconds instead
+    of a minute. It loses the accuracy cells as well as its own."""
+    return replace(
+        m,
+        student=f"{m.student}+short-training",
+        description=f"{m.description}; trains two epochs only",
+        more_cells=(*m.more_cells, (under_trained.cell, under_trained.edits)),
+        loses=m.loses | under_trained.loses,
+    )
+
+
+SHORT_TRAINING = ("tuning-on-test-set", "eval-in-train-mode", "softmax-before-loss", "keeps-last-weights", "checkpoint-without-optimizer", "per-class-over-total")
+"""Project mistakes whose test cells do not depend on how well the final model trained: in the demo class they
+train two epochs only (``with_short_training``)."""
+FASHION_MNIST_PROJECT_STUDENTS = tuple(
+    with_short_training(m, {n.student: n for n in FASHION_MNIST_PROJECT}["under-trained"]) if m.student in SHORT_TRAINING else m
+    for m in FASHION_MNIST_PROJECT
+)
+"""The project's misconception students as the demo class grades them."""
+
 NO_LOSS: frozenset[str] = frozenset()
 
 SAVING_AND_LOADING_CORRECT = (
@@ -566,6 +589,6 @@ judge flags the accuracy the looked-up answers faked (its accuracy collapses und
 MISCONCEPTIONS: dict[str, tuple[Misconception, ...]] = {
     "saving-and-loading": SAVING_AND_LOADING + SAVING_AND_LOADING_CORRECT + SAVING_AND_LOADING_TRICKED,
     "gpu-training": GPU_TRAINING + GPU_TRAINING_CORRECT + GPU_TRAINING_TRICKED,
-    "fashion-mnist-project": FASHION_MNIST_PROJECT + FASHION_MNIST_PROJECT_CORRECT + FASHION_MNIST_PROJECT_TRICKED,
+    "fashion-mnist-project": FASHION_MNIST_PROJECT_STUDENTS + FASHION_MNIST_PROJECT_CORRECT + FASHION_MNIST_PROJECT_TRICKED,
 }
 """Every lesson's edited submissions: its misconceptions, then its correct variants (``loses`` empty)."""

@@ -28,7 +28,7 @@ PLAIN_FORK = textwrap.dedent(
 )
 CUDA_LESSON = "import torch\nDEVICE = torch.device('cuda' if torch.cuda.is_available() else 'cpu')"
 CUDA_DEFINITION = "def pick(device=torch.device('cuda' if torch.cuda.is_available() else 'cpu')):\n    return device"
-TEST = "import torch\nfrom grader import evidence\nevidence.check('m:f', bad=torch.cuda._is_in_bad_fork(), device=str(pick()))"
+TEST = "import torch\nfrom grader import evidence\nevidence.check('f', bad=torch.cuda._is_in_bad_fork(), device=str(pick()))"
 
 
 def cells(*tests: str) -> list[dict]:
@@ -57,7 +57,7 @@ def test_the_replays_tests_run_outside_a_bad_fork_after_the_notebook_asked_for_c
     for name, run in runs.items():
         assert run["error"] is None, (name, run["error"])
         assert run["bad_fork"] is False, f"{name} ran in a bad fork"
-        assert run["evidence"]["m--f.pt"]["bad"] is False, f"{name}: torch says the test's process is a bad fork"
+        assert run["evidence"]["f.pt"]["bad"] is False, f"{name}: torch says the test's process is a bad fork"
 
 
 def test_a_test_that_ends_the_replay_fails_alone_and_the_next_one_still_runs() -> None:

@@ -203,28 +203,23 @@ def test_the_judges_measures_are_filed_in_the_ledger(synthetic) -> None:
 
 
 def test_the_judge_hands_on_what_a_check_measured(tmp_path: Path, monkeypatch) -> None:
-    import sys
-    import types
-
     import torch
 
     from grader import checks, judge
 
-    module = types.ModuleType("measuring_checks")
-
-    def accuracy(e: dict, L: dict) -> None:
-        checks.measure("test_accuracy", e["correct"] / 10)
-        assert e["correct"] >= 9, "below 90 %"
-
-    module.accuracy = accuracy
-    monkeypatch.setitem(sys.modules, "measuring_checks", module)
+    (tmp_path / "checks.py").write_text(
+        "from grader.checks import measure\n\n\n"
+        "def accuracy(e, L):\n"
+        '    measure("test_accuracy", e["correct"] / 10)\n'
+        '    assert e["correct"] >= 9, "below 90 %"\n'
+    )
     monkeypatch.setattr(checks, "MEASURED", {})
-    cell = nbformat.v4.new_code_cell('evidence.check("measuring_checks:accuracy", correct=8)')
+    cell = nbformat.v4.new_code_cell('evidence.check("accuracy", correct=8)')
     cell.metadata["nbgrader"] = {"grade_id": "test_accuracy", "grade": True, "points": 1, "solution": False, "locked": True}
     source = tmp_path / "source.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=[cell]), str(source))
     (tmp_path / "evidence").mkdir()
-    torch.save({"correct": 8}, tmp_path / "evidence" / "measuring_checks--accuracy.pt")
+    torch.save({"correct": 8}, tmp_path / "evidence" / "accuracy.pt")
     assert judge.main([str(source), str(tmp_path / "evidence"), "--out", str(tmp_path / "verdicts.json")]) == 0
     found = json.loads((tmp_path / "verdicts.json").read_text())
     assert found[judge.MEASURES] == {"test_accuracy": 0.8}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import shutil
 import tempfile
 from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
@@ -56,24 +57,92 @@ def locked_record(assignment: str, course_dir: Path) -> None:
         record(assignment, course_dir, db_url(course_dir))
 
 
+RECORDED = Path(".grader") / "recorded"
+"""Where the course keeps, per assignment, what its last recording made (``record_assignment``)."""
+
+
 def record_assignment(course_dir: Path, assignment: str) -> tuple[bytes, dict[str, bytes]]:
     """Record the assignment in the course gradebook from ``source/`` (as generate_assignment does);
     return a private SQLite gradebook holding only the assignment (cells, checksums, due date) and
     the release notebooks generated with it (name -> bytes).
 
-    The two nbgrader runs go side by side.
+    The two nbgrader runs go side by side. They are skipped where nothing they depend on changed since the
+    last recording (the source folder, the config, nbgrader's version: ``recording_key``) and the course
+    gradebook still holds the assignment's cells as that recording left them; the due date is always read
+    afresh from the course gradebook.
     """
-    with tempfile.TemporaryDirectory(prefix="grader-template-") as tmp, ThreadPoolExecutor(2) as pool:
+    cache = Path(course_dir) / RECORDED / assignment
+    key = recording_key(course_dir, assignment)
+    if not (cache_holds(cache, key) and recorded_as(course_dir, assignment, cache / "gradebook.db")):
+        with tempfile.TemporaryDirectory(prefix="grader-template-") as tmp, ThreadPoolExecutor(2) as pool:
+            path = Path(tmp) / "gradebook.db"
+            recorded = pool.submit(locked_record, assignment, course_dir)
+            release = generate_to(assignment, course_dir, Path(tmp) / "release", gradebook=path)
+            recorded.result()
+            shutil.rmtree(cache, ignore_errors=True)
+            (cache / "release").mkdir(parents=True)
+            shutil.copy(path, cache / "gradebook.db")
+            for notebook in sorted(release.glob("*.ipynb")):
+                shutil.copy(notebook, cache / "release" / notebook.name)
+            (cache / "key").write_text(key)  # last: a recording cut short is never taken for one
+    notebooks = {p.name: p.read_bytes() for p in sorted((cache / "release").glob("*.ipynb"))}
+    with open_course(course_dir) as course:
+        duedate = course.find_assignment(assignment).duedate
+    with tempfile.TemporaryDirectory(prefix="grader-template-") as tmp:
         path = Path(tmp) / "gradebook.db"
-        recorded = pool.submit(locked_record, assignment, course_dir)
-        release = generate_to(assignment, course_dir, Path(tmp) / "release", gradebook=path)
-        notebooks = {p.name: p.read_bytes() for p in sorted(release.glob("*.ipynb"))}
-        recorded.result()
-        with open_course(course_dir) as course:
-            duedate = course.find_assignment(assignment).duedate
+        shutil.copy(cache / "gradebook.db", path)
         with Gradebook(f"sqlite:///{path}", course_id(course_dir)) as gb:
             gb.update_or_create_assignment(assignment, duedate=duedate)
         return path.read_bytes(), notebooks
+
+
+def recording_key(course_dir: Path, assignment: str) -> str:
+    """What a recording of the assignment depends on: its source folder (scratch files left out), the course
+    config and nbgrader's version, as a hash."""
+    from importlib.metadata import version
+
+    from .paths import SCRATCH
+
+    folder = Path(course_dir) / "source" / assignment
+    h = hashlib.sha256(version("nbgrader").encode())
+    config = Path(course_dir) / "nbgrader_config.py"
+    h.update(config.read_bytes() if config.is_file() else b"")
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if path.is_file() and not any(rel.match(p) or p in rel.parts for p in SCRATCH):
+            h.update(rel.as_posix().encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def cache_holds(cache: Path, key: str) -> bool:
+    """Whether ``cache`` holds a complete recording made for ``key``."""
+    try:
+        return (cache / "key").read_text() == key and (cache / "gradebook.db").is_file()
+    except OSError:
+        return False
+
+
+def recorded_cells(gb: Gradebook, assignment: str) -> dict[str, list[tuple]] | None:
+    """notebook -> its recorded cells (name, kind, checksum or points), as nbgrader recorded them; None if the
+    assignment is not in the gradebook."""
+    try:
+        found = gb.find_assignment(assignment)
+    except MissingEntry:
+        return None
+    return {
+        nb.name: sorted(
+            [("source", c.name, c.checksum or "") for c in nb.source_cells] + [("grade", c.name, str(c.max_score)) for c in nb.grade_cells]
+        )
+        for nb in found.notebooks
+    }  # fmt: skip
+
+
+def recorded_as(course_dir: Path, assignment: str, template: Path) -> bool:
+    """Whether the course gradebook holds the assignment's cells exactly as the recording in ``template`` has them."""
+    with Gradebook(f"sqlite:///{template}", course_id(course_dir)) as gb:
+        expected = recorded_cells(gb, assignment)
+    with open_course(course_dir) as course:
+        return expected is not None and recorded_cells(course, assignment) == expected
 
 
 def extensions(course_dir: Path, assignment: str) -> dict[str, timedelta]:

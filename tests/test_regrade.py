@@ -158,3 +158,36 @@ def test_an_edited_check_regrades_the_class_and_lists_the_scores_it_changed(tmp_
         {"student": "positives-only", "grade_id": "test_add", "old_score": "2", "new_score": "0", "why": "checks changed"}
     ]
     assert to_grade(course, JUDGED) == {}
+
+
+def test_an_assignment_is_recorded_again_only_when_its_recording_would_differ(tmp_path: Path, monkeypatch) -> None:
+    """Recording runs nbgrader twice (about 4 s a batch); it is skipped while the source, the config and the course
+    gradebook's cells are as the last recording left them, and the due date is always the gradebook's own."""
+    runs: list[str] = []
+    real_record, real_generate = gradebook.locked_record, gradebook.generate_to
+    monkeypatch.setattr(gradebook, "locked_record", lambda *a: (runs.append("course"), real_record(*a))[1])
+    monkeypatch.setattr(gradebook, "generate_to", lambda *a, **k: (runs.append("template"), real_generate(*a, **k))[1])
+    course = make_course(tmp_path / "course")
+    first = gradebook.record_assignment(course, TINY)
+    assert sorted(runs) == ["course", "template"]
+    runs.clear()
+    assert gradebook.record_assignment(course, TINY) == first and runs == [], "an unchanged assignment was recorded again"
+
+    with gradebook.open_course(course) as gb:  # a due date set in the gradebook reaches the private gradebook
+        gb.update_or_create_assignment(TINY, duedate="2030-01-01 00:00:00")
+    private, _ = gradebook.record_assignment(course, TINY)
+    assert runs == [] and private != first[0]
+
+    source = course / "source" / TINY / f"{TINY}.ipynb"
+    nb = nbformat.read(str(source), as_version=4)
+    nb.cells[-1].source += "\n# a comment"
+    nbformat.write(nb, str(source))
+    gradebook.record_assignment(course, TINY)
+    assert sorted(runs) == ["course", "template"], "a changed source was not recorded again"
+    runs.clear()
+
+    (course / "gradebook.db").unlink()  # a new course gradebook: the assignment is not in it
+    gradebook.record_assignment(course, TINY)
+    assert sorted(runs) == ["course", "template"], "a gradebook without the assignment was not recorded into"
+    with gradebook.open_course(course) as gb:
+        assert gb.find_assignment(TINY).name == TINY

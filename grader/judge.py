@@ -78,16 +78,18 @@ def definitions(nb, grade_ids: set[str]) -> dict:
     return namespace
 
 
-def verdicts(notebook: Path, evidence: Path, submission: Path | None = None, threads: int = 1, sandbox: bool = False) -> dict[str, Verdict | None]:
+def verdicts(
+    notebook: Path, evidence: Path, submission: Path | None = None, threads: int = 1, sandbox: bool = False, cells: set[str] | None = None
+) -> dict[str, Verdict | None]:
     """grade_id -> None if every check of the cell passes on the recorded evidence (and, for a replayed
     check, on a replay's), else the ``Verdict`` of its first failure. ``sandbox``: student code the judge runs
-    (a replay, a model's rebuild) runs in the sandbox."""
+    (a replay, a model's rebuild) runs in the sandbox. ``cells``: only these grade_ids (default: every checked cell)."""
     import torch
 
     from . import replay
 
     nb = nbformat.read(str(notebook), as_version=4)
-    checks = checks_of(nb)
+    checks = {gid: names for gid, names in checks_of(nb).items() if cells is None or gid in cells}
     module = load_checks(notebook.parent)
     lesson = definitions(nb, set(getattr(module, "DEFINITIONS", ())))
     # The student's code as submitted, as IPython's input history (``In``) holds it in a kernel when the test
@@ -179,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, help="write the verdicts here as JSON (default: print them)")
     parser.add_argument("--sandbox", action="store_true", help="run the student code the judge runs (replays, model rebuilds) in the sandbox")
+    parser.add_argument("--cells", help="decide only these grade_ids, comma-separated (default: every checked cell)")
     args = parser.parse_args(argv)
     import torch
 
@@ -186,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     from .checks import MEASURED, rebuild
 
     rebuild.SANDBOXED[0] = args.sandbox
-    found = json.dumps({**verdicts(args.notebook, args.evidence, args.submission, args.threads, args.sandbox), MEASURES: MEASURED})
+    found = json.dumps({**verdicts(args.notebook, args.evidence, args.submission, args.threads, args.sandbox, set(args.cells.split(",")) if args.cells else None), MEASURES: MEASURED})
     if args.out:
         args.out.write_text(found)
     else:

@@ -256,30 +256,31 @@ def read_grades(ctx: Context) -> None:
 
 
 def judge(ctx: Context) -> None:
-    """The judge step: rescore every checked test cell of the submission from the verdicts of ``python -m
-    grader.judge``, decided outside the kernel."""
+    """The judge step: rescore every checked test cell that passed in the kernel from the verdicts of ``python -m
+    grader.judge``, decided outside the kernel (a cell that failed there scores 0 whatever a verdict says, so it
+    is not judged)."""
     for name, grades in ctx.result.notebooks.items():
         source = ctx.course / "source" / ctx.assignment.name / f"{name}.ipynb"
         graded = ctx.autograded / f"{name}.ipynb"
         if f"{name}.ipynb" in ctx.missing or not source.is_file() or not graded.is_file():
             continue
         checked = list(checks_of(nbformat.read(str(source), as_version=4)))
-        if not checked:
-            continue
-        start = time.perf_counter()
-        found = judge_in_process(ctx, source, checked)
-        ctx.result.judge_seconds += time.perf_counter() - start
         nb = nbformat.read(str(graded), as_version=4)
         cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
+        passed = [gid for gid in checked if gid in cells and kernel_passed(cells[gid])]
+        for grade_id in set(checked) - set(passed):  # the kernel's failure stands: no verdict could raise it
+            grades.scores[grade_id] = 0.0
+        if not passed:
+            continue
+        start = time.perf_counter()
+        found = judge_in_process(ctx, source, passed)
+        ctx.result.judge_seconds += time.perf_counter() - start
         for grade_id, verdict in found.items():
-            cell = cells.get(grade_id)
-            passed = cell is not None and kernel_passed(cell)
-            if passed and verdict is None:
+            cell = cells[grade_id]
+            if verdict is None:
                 grades.scores[grade_id] = grades.max_scores.get(grade_id, grades.scores.get(grade_id))
                 continue
             grades.scores[grade_id] = 0.0
-            if not passed:  # the kernel's failure stands: the student's code did not pass its own cell
-                continue
             # the judge's message is the cell's failure, on the feedback page too
             cell.outputs.append(nbformat.v4.new_output("error", ename="AssertionError", evalue=verdict.message, traceback=[f"AssertionError: {verdict.message}"]))
             ctx.result.judged[grade_id] = verdict.message
@@ -305,7 +306,8 @@ def judge_in_process(ctx: Context, source: Path, checked: list[str]) -> dict[str
     env = {k: v for k, v in kernel_env(ctx).items() if k not in ("GRADER_EVIDENCE", "JUPYTER_PATH", "IPYTHONDIR")}
     argv = [
         str(source), str(ctx.course / ".evidence"), "--submission", str(ctx.autograded / source.name),
-        "--threads", str(ctx.settings.threads), "--out", str(verdict_file), *(["--sandbox"] if ctx.settings.sandbox else []),
+        "--threads", str(ctx.settings.threads), "--out", str(verdict_file), "--cells", ",".join(checked),
+        *(["--sandbox"] if ctx.settings.sandbox else []),
     ]  # fmt: skip
     limit = ctx.settings.cell_timeout * 4
     code, _ = run_to_end("grader.judge", argv, env, workdir, workdir / "judge.log", limit, judged=True)

@@ -180,7 +180,7 @@ def killer(times: str):
     """A correct submission that asks ``WorkerKiller`` to kill its worker ``times`` ("once" or "always"),
     and waits long enough to be killed (the killer looks ten times a second); once spared, it goes on."""
     nb = answered()
-    nb.cells[1].source += f"\nimport pathlib, time\npathlib.Path('kill-my-worker-{times}').touch()\ntime.sleep(10)"
+    nb.cells[1].source += f"\nimport pathlib, time\npathlib.Path('kill-my-worker-{times}').touch()\ntime.sleep(5)"
     return nb
 
 

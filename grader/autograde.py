@@ -33,7 +33,7 @@ from typing import Callable, Iterable
 
 from . import authoring, gradebook, notebooks, untrusted
 from .data import stage
-from .paths import DATA_ENV, SCRATCH, course_dir as find_course, default_data_root, default_mirror, source_notebook
+from .paths import DATA_ENV, course_dir as find_course, default_data_root, default_mirror, is_scratch, source_notebook
 from .release import ReleaseError
 from .sandbox import Limits, SandboxUnavailable, check as check_sandbox
 from .records import (
@@ -84,10 +84,9 @@ def load_assignment(course_dir: Path, assignment: str, record: bool = True) -> A
     folder = course_dir / "source" / assignment
     if not (folder / f"{assignment}.ipynb").is_file():
         raise AutogradeError(f"no source/{assignment}/{assignment}.ipynb in {course_dir}")
-    skip = lambda rel: any(rel.match(p) or any(part == p for part in rel.parts) for p in SCRATCH)  # noqa: E731
     config = course_dir / "nbgrader_config.py"
     private, release = gradebook.record_assignment(course_dir, assignment) if record else (b"", {})
-    files = read_tree(folder, skip)
+    files = read_tree(folder, is_scratch)
     return Assignment(
         name=assignment,
         files=files,

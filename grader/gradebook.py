@@ -101,17 +101,16 @@ def recording_key(course_dir: Path, assignment: str) -> str:
     config and nbgrader's version, as a hash."""
     from importlib.metadata import version
 
-    from .paths import SCRATCH
+    from .paths import is_scratch
+    from .records import digest, read_tree
 
-    folder = Path(course_dir) / "source" / assignment
-    h = hashlib.sha256(version("nbgrader").encode())
     config = Path(course_dir) / "nbgrader_config.py"
-    h.update(config.read_bytes() if config.is_file() else b"")
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder)
-        if path.is_file() and not any(rel.match(p) or p in rel.parts for p in SCRATCH):
-            h.update(rel.as_posix().encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
-    return h.hexdigest()
+    parts = {
+        "nbgrader": version("nbgrader").encode(),
+        "config": config.read_bytes() if config.is_file() else b"",
+        "source": digest(read_tree(Path(course_dir) / "source" / assignment, is_scratch)).encode(),
+    }
+    return digest(parts)
 
 
 def cache_holds(cache: Path, key: str) -> bool:

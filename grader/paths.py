@@ -14,6 +14,11 @@ CONFIG = REPO / "nbgrader_config.py"
 SCRATCH = (".ipynb_checkpoints", "__pycache__", "data", "checkpoints", "*.pt", "*.pth")
 """What a notebook run leaves in a lesson folder; never copied (nbgrader_config.py ignores it too)."""
 
+
+def is_scratch(rel: Path) -> bool:
+    """Whether a path relative to a lesson folder is something a notebook run left there (``SCRATCH``)."""
+    return any(rel.match(p) or p in rel.parts for p in SCRATCH)
+
 DATA_ENV = "PYTORCH_COURSE_DATA"
 """Environment variable the notebooks read: ``os.environ.get("PYTORCH_COURSE_DATA", "data")``."""
 MIRROR_ENV = "PYTORCH_COURSE_MIRROR"

@@ -3,7 +3,8 @@
 It reads ``cells.json`` (the replay's cells, ``grader.replay.cells``) from its working folder and,
 for each test cell, writes ``<test>/outcome.json`` and the test's evidence into ``<test>/``.
 
-CUDA-safe by construction. This process imports torch and never touches CUDA: it is a fork server.
+CUDA-safe by construction. This process imports torch and the modules the lesson's cells import, and
+never touches CUDA: it is a fork server.
 Its child builds the notebook's namespace (the lesson's cells, the student's definitions), which may
 touch CUDA, and runs the tests in notebook order, as the kernel ran them. A child forked from a
 process that had touched CUDA could not use CUDA (torch's "bad fork"); no child here is. If a test
@@ -98,12 +99,34 @@ def run_from(cells: list[dict], first: int, threads: int) -> None:
     os._exit(0)  # every test has reported: skip the interpreter's teardown (a second of torch's)
 
 
+def preload(cells: list[dict]) -> None:
+    """Import, here and once, the modules the lesson's own cells import (the instructor's code, never a student's),
+    so that each child shares them instead of importing them again. Importing touches no CUDA, so no child is a
+    bad fork; a module that fails to import here fails again, visibly, in the child that runs the cell."""
+    import ast
+    import importlib
+
+    for cell in cells:
+        if cell["kind"] != "lesson":
+            continue
+        for node in ast.walk(ast.parse(cell["source"])):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                try:
+                    importlib.import_module(name)
+                except Exception:  # noqa: BLE001 - the child's own import reports it
+                    pass
+
+
 def main() -> None:
     threads = int(sys.argv[1])
     torch.set_num_threads(1)  # no thread pool in the fork server: a child could not use it
     with open("cells.json") as found:
         cells = json.load(found)
     os.remove("cells.json")  # read before any of the student's code runs: the tests' text stays out of its reach on disk
+    preload(cells)
     tests = [i for i, cell in enumerate(cells) if cell["kind"] == "test"]
     for cell in (cells[i] for i in tests):
         os.makedirs(cell["name"])

@@ -26,7 +26,7 @@ WORKER_CONFIG = {
     "distributed.worker.profile.enabled": False,  # sampling the task's thread every 10 ms costs the kernels CPU
     "distributed.admin.system-monitor.interval": "2s",
 }
-"""Dask settings of the LocalCluster's workers (the README gives them for workers started by hand)."""
+"""Dask settings of the LocalCluster's workers (docs/scale.md gives them for workers started by hand)."""
 
 
 class StageData(WorkerPlugin):

@@ -7,7 +7,7 @@ numbers, strings, bytes, lists and dicts of them) and written with ``torch.save`
 them back with ``torch.load(weights_only=True)``, so an object that only pretends to be a value
 (an ``__eq__`` that always agrees) never reaches it.
 
-- Under ``grader autograde`` (``GRADER_EVIDENCE`` names a folder) the kernel only records: the
+- Under ``grader autograde`` (its kernel start-up calls ``record_into(folder)``) the kernel only records: the
   check runs later in the judge (``grader.judge``), a process in which no student code has run.
   This module is the only part of the grader a sandboxed kernel can import, and it holds no
   expected value.
@@ -26,13 +26,19 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-ENV = "GRADER_EVIDENCE"
-"""The folder the kernel writes evidence into while the grader's judge decides."""
+_RECORDING: list[Path] = []
+"""The folder the kernel writes evidence into while the grader's judge decides (empty: the check runs here)."""
 CHECKS = "checks.py"
 """An assignment's checks, beside its notebook in ``source/<assignment>/``: one function per check."""
 CHECKS_ENV = "GRADER_CHECKS"
 """Optional: the folder that holds the checks where a test runs them itself, for a course laid out otherwise."""
 NAME = re.compile(r"^[A-Za-z_]\w*$")
+
+
+def record_into(folder) -> None:
+    """From now on, record evidence into ``folder`` and leave the checks to the judge: what the grader's kernel
+    start-up (``grader/kernel_startup.py``) and its replay (``grader/replay_runner.py``) call first."""
+    _RECORDING[:] = [Path(folder)]
 
 
 def check(name: str, **outputs) -> None:
@@ -42,9 +48,8 @@ def check(name: str, **outputs) -> None:
     if not NAME.match(name):
         raise ValueError(f"a check is named by its function in {CHECKS}, not {name!r}")
     evidence = {key: plain(value) for key, value in outputs.items()}
-    folder = os.environ.get(ENV)
-    if folder:
-        torch.save(evidence, Path(folder) / file_name(name))
+    if _RECORDING:
+        torch.save(evidence, _RECORDING[0] / file_name(name))
         return
     buffer = io.BytesIO()
     torch.save(evidence, buffer)

@@ -13,7 +13,7 @@ endings; every byte outside the filled cells is left as downloaded.
   file) is listed and written nowhere.
 - Feedback pages (``feedback/<student>/<assignment>/``) go out as the LMS's bulk feedback upload expects them,
   where it documents one: Moodle's zip of participant folders. Canvas and Blackboard document none that this
-  export can produce (see README).
+  export can produce (see docs/lms-export.md).
 
 The id map is a CSV file with the header ``nbgrader_id,lms_login``: one row per student, the login being the
 identifier the LMS file shows for that student (Canvas: SIS Login ID, SIS User ID or Canvas user ID; Moodle:

@@ -4,7 +4,8 @@ Runs in the kernel before the notebook: gives the kernel its share of the cores 
 generator just before the first cell runs (the kernel's own start-up may draw from Python's
 generator a varying number of times). torch is seeded and given its threads when the notebook
 first imports it, never imported for a notebook that does not (an import costs two seconds).
-The grader writes the two settings above this text: ``SEED = ...`` and ``THREADS = ...``.
+It also tells ``grader.evidence`` where the hidden tests record their evidence for the judge. The grader
+writes the three settings above this text: ``SEED = ...``, ``THREADS = ...`` and ``EVIDENCE = ...``.
 """
 
 import importlib.abc
@@ -13,6 +14,7 @@ import sys
 
 SEED = globals().get("SEED", 0)
 THREADS = globals().get("THREADS", 1)
+EVIDENCE = globals().get("EVIDENCE")
 
 
 def _grader_seed_torch(torch) -> None:
@@ -61,5 +63,9 @@ def _grader_first_cell(*_) -> None:
     get_ipython().events.unregister("pre_run_cell", _grader_first_cell)  # noqa: F821 - IPython's own name
 
 
+if EVIDENCE:
+    import grader.evidence
+
+    grader.evidence.record_into(EVIDENCE)
 _grader_seed()
 get_ipython().events.register("pre_run_cell", _grader_first_cell)  # noqa: F821

@@ -20,8 +20,27 @@ from traitlets import Bool, Integer, List, Unicode
 from . import untrusted
 
 KERNEL_DIED = "grader: the kernel died"
-"""Start of the log line (and of the error shown in each cell that never ran) when the kernel dies."""
+"""Start of the note (and of the error shown in each cell that never ran) when the kernel dies."""
 OUTPUT_DROPPED = "grader: output over the limit dropped"
+KERNEL, FOLDER = "kernel", "folder"
+"""What a note in the notes file is about: how the kernel's run went, or what was swept from a folder."""
+
+
+def add_notes(path: str, about: str, notes: list[str]) -> None:
+    """Add ``notes`` to the JSON notes file ``path`` (a list of ``{"about": ..., "note": ...}``), which the worker
+    reads once nbgrader is done: the grader's own record of what happened, never a line parsed from a log."""
+    if not path or not notes:
+        return
+    previous = untrusted.read_file(path)
+    report = Path(path)
+    report.unlink(missing_ok=True)  # written afresh: never through a link
+    report.write_text(json.dumps([*(json.loads(previous) if previous else []), *({"about": about, "note": n} for n in notes)]))
+
+
+def read_notes(path: Path) -> list[tuple[str, str]]:
+    """(about, note) for each note of the notes file ``path`` (none if it is absent)."""
+    found = untrusted.read_file(path)
+    return [(n["about"], n["note"]) for n in json.loads(found)] if found else []
 
 
 class KeepWhatRan(Execute):
@@ -38,6 +57,7 @@ class KeepWhatRan(Execute):
     """
 
     output_limit = Integer(0, help="Bytes of output held per notebook while it runs (0: no limit)").tag(config=True)
+    report = Unicode("", help="JSON notes file: a dead kernel, dropped output, an interrupted cell").tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
         self._reached, self._held, self._noted = 0, 0, set()
@@ -47,6 +67,7 @@ class KeepWhatRan(Execute):
             running = self._reached
             message = f"{KERNEL_DIED} while running cell {running}; this cell and every cell after it did not run"
             self.log.warning(message)
+            add_notes(self.report, KERNEL, [message.removeprefix("grader: ")])
             for cell in nb.cells[running:]:
                 if cell.cell_type == "code":
                     cell.outputs = [
@@ -68,9 +89,14 @@ class KeepWhatRan(Execute):
                     self._noted.add((cell_index, stream))
                     if len(self._noted) == 1:
                         self.log.warning(f"{OUTPUT_DROPPED} ({self.output_limit} bytes) in cell {cell_index}")
+                        add_notes(self.report, KERNEL, [f"{OUTPUT_DROPPED.removeprefix('grader: ')} ({self.output_limit} bytes) in cell {cell_index}"])
                     outs.append(NotebookNode(output_type="stream", name=stream, text=f"[{OUTPUT_DROPPED}: {self.output_limit} bytes]\n"))
                 return None
         return super().output(outs, msg, display_id, cell_index)
+
+    async def _async_handle_timeout(self, timeout, cell=None):
+        add_notes(self.report, KERNEL, [f"a cell ran past the time limit ({timeout} s per cell) and was interrupted"])
+        return await super()._async_handle_timeout(timeout, cell)
 
 
 class SweepFolders(Preprocessor):
@@ -80,11 +106,11 @@ class SweepFolders(Preprocessor):
     nbgrader writes the notebook there, ``chmod``s every file and the grader copies the folder out
     (each of which would follow a link): links, FIFOs, sockets, devices, hard links and files past
     the limits are removed (``grader.untrusted.sweep``). What was removed is added to ``report``
-    (a JSON list of notes)."""
+    (the notes file, ``add_notes``)."""
 
     enabled = Bool(True)
     folders = List(Unicode(), help="Folders to sweep").tag(config=True)
-    report = Unicode("", help="JSON file the notes are added to").tag(config=True)
+    report = Unicode("", help="JSON notes file the notes are added to").tag(config=True)
     max_file = Integer(0, help="Largest file kept, in bytes (0: any)").tag(config=True)
     max_total = Integer(0, help="Bytes kept of a folder in all (0: any)").tag(config=True)
 
@@ -93,11 +119,7 @@ class SweepFolders(Preprocessor):
         for folder in self.folders:
             if Path(folder).is_dir() and not Path(folder).is_symlink():
                 notes += untrusted.sweep(Path(folder), self.max_file or None, self.max_total or None)
-        if notes and self.report:
-            previous = untrusted.read_file(self.report)
-            report = Path(self.report)
-            report.unlink(missing_ok=True)
-            report.write_text(json.dumps([*(json.loads(previous) if previous else []), *notes]))
+        add_notes(self.report, FOLDER, notes)
         return nb, resources
 
 

@@ -93,6 +93,11 @@ class Context:
         return f"sqlite:///{self.course / 'gradebook.db'}"
 
     @property
+    def notes(self) -> Path:
+        """The notes file nbgrader's process adds to (``grader.preprocessors.add_notes``)."""
+        return self.course / ".grader-notes.json"
+
+    @property
     def submitted(self) -> Path:
         return self.course / "submitted" / self.submission.student / self.assignment.name
 
@@ -147,12 +152,10 @@ def prepare_kernel(ctx: Context) -> None:
     """An IPython startup file that seeds Python, NumPy and torch and sets the kernel's threads."""
     startup = ctx.course / ".ipython" / "profile_default" / "startup" / "00-grader.py"
     startup.parent.mkdir(parents=True)
-    settings = f"SEED = {ctx.settings.seed!r}\nTHREADS = {ctx.settings.threads!r}\n"
+    evidence = ctx.course / ".evidence"
+    evidence.mkdir()
+    settings = f"SEED = {ctx.settings.seed!r}\nTHREADS = {ctx.settings.threads!r}\nEVIDENCE = {str(evidence)!r}\n"
     startup.write_text(settings + Path(__file__).with_name("kernel_startup.py").read_text())
-    from .evidence import ENV
-
-    (ctx.course / ".evidence").mkdir()
-    ctx.env[ENV] = str(ctx.course / ".evidence")
 
 
 def guard_folders(ctx: Context) -> None:
@@ -161,7 +164,7 @@ def guard_folders(ctx: Context) -> None:
     limits = ctx.settings.limits
     ctx.config.append("\n".join([
         f"c.SweepFolders.folders = {[str(ctx.autograded), str(ctx.course / '.evidence')]!r}",
-        f"c.SweepFolders.report = {str(ctx.course / '.swept.json')!r}",
+        f"c.SweepFolders.report = c.KeepWhatRan.report = {str(ctx.notes)!r}",
         f"c.SweepFolders.max_file = {limits.keep_file_mb << 20}",
         f"c.SweepFolders.max_total = {limits.keep_mb << 20}",
     ]))  # fmt: skip
@@ -221,16 +224,13 @@ def execute(ctx: Context) -> None:
         raise SubmissionError(f"timed out after {ctx.settings.submission_timeout:g} s")
     if code != 0:
         raise SubmissionError(nbgrader_reason(ctx.result.log, code))
-    from .preprocessors import KERNEL_DIED, OUTPUT_DROPPED
+    from .preprocessors import FOLDER, read_notes
 
-    timeout = f"a cell ran past the time limit ({ctx.settings.cell_timeout:g} s per cell) and was interrupted"
-    for mark, note in ((KERNEL_DIED, None), (OUTPUT_DROPPED, None), ("Timeout waiting for execute reply", timeout)):
-        found = [line for line in ctx.result.log.splitlines() if mark in line]
-        ctx.result.notes += [note or found[0].split("grader: ", 1)[-1]] if found else []
+    notes = read_notes(ctx.notes)
+    ctx.result.notes += list(dict.fromkeys(note for about, note in notes if about != FOLDER))  # nbgrader runs the kernel's notebook once
     if ctx.cgroup is not None and ctx.cgroup.oom_kills():
         ctx.result.notes.append(f"the submission reached its memory limit ({ctx.settings.limits.memory_mb} MB in all) and a process was stopped")
-    swept = untrusted.read_file(ctx.course / ".swept.json")
-    ctx.result.notes += [f"working folder {note}" for note in (json.loads(swept) if swept else [])]
+    ctx.result.notes += [f"working folder {note}" for about, note in notes if about == FOLDER]
 
 
 def read_grades(ctx: Context) -> None:
@@ -303,7 +303,7 @@ def judge_in_process(ctx: Context, source: Path, checked: list[str]) -> dict[str
     workdir = ctx.course / ".judge"
     workdir.mkdir(exist_ok=True)
     verdict_file = workdir / "verdicts.json"
-    env = {k: v for k, v in kernel_env(ctx).items() if k not in ("GRADER_EVIDENCE", "JUPYTER_PATH", "IPYTHONDIR")}
+    env = {k: v for k, v in kernel_env(ctx).items() if k not in ("JUPYTER_PATH", "IPYTHONDIR")}
     argv = [
         str(source), str(ctx.course / ".evidence"), "--submission", str(ctx.autograded / source.name),
         "--threads", str(ctx.settings.threads), "--out", str(verdict_file), "--cells", ",".join(checked),

@@ -33,11 +33,11 @@ from typing import Callable, Iterable
 
 from . import authoring, gradebook, notebooks, untrusted
 from .data import stage
-from .paths import DATA_ENV, course_dir as find_course, default_data_root, default_mirror, is_scratch, source_notebook
+from .paths import DATA_ENV, course_dir as find_course, course_secret, default_data_root, default_mirror, is_scratch, source_notebook
 from .release import ReleaseError
 from .sandbox import Limits, SandboxUnavailable, check as check_sandbox
 from .records import (
-    Assignment, NotebookGrades, Result, Settings, Submission, SubmissionError, digest_of, grading_code, parts_of, read_tree,
+    INPUTS_SECRET, Assignment, NotebookGrades, Result, Settings, Submission, SubmissionError, digest_of, grading_code, parts_of, read_tree,
 )  # fmt: skip
 from .worker import grade
 
@@ -95,6 +95,7 @@ def load_assignment(course_dir: Path, assignment: str, record: bool = True) -> A
         course_id=gradebook.course_id(course_dir),
         release=release,
         code=grading_code(files),
+        secret=course_secret(course_dir, INPUTS_SECRET, make=record),
     )
 
 
@@ -356,7 +357,7 @@ def autograde_many(
 
 PARTS = {
     "submission": "submission changed", "tests": "tests changed", "config": "nbgrader_config.py changed",
-    "checks": "checks changed", "grader": "grader code changed",
+    "checks": "checks changed", "grader": "grader code changed", "secret": "the course's inputs secret changed",
 }  # fmt: skip
 """How a changed part of a digest (``grader.records.parts_of``) is said; a version is said as ``torch 2.5.0 -> 2.6.0``."""
 

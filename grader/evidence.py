@@ -28,6 +28,9 @@ from types import ModuleType
 
 _RECORDING: list[Path] = []
 """The folder the kernel writes evidence into while the grader's judge decides (empty: the check runs here)."""
+DEFAULT_DRAW = 0
+"""What ``drawn()`` gives where no grader drew (plain nbgrader, ``grader validate``, a student's own run)."""
+_DRAWN = [DEFAULT_DRAW]
 CHECKS = "checks.py"
 """An assignment's checks, beside its notebook in ``source/<assignment>/``: one function per check."""
 CHECKS_ENV = "GRADER_CHECKS"
@@ -35,10 +38,24 @@ CHECKS_ENV = "GRADER_CHECKS"
 NAME = re.compile(r"^[A-Za-z_]\w*$")
 
 
-def record_into(folder) -> None:
-    """From now on, record evidence into ``folder`` and leave the checks to the judge: what the grader's kernel
-    start-up (``grader/kernel_startup.py``) and its replay (``grader/replay_runner.py``) call first."""
+def record_into(folder, drawn: int) -> None:
+    """From now on, record evidence into ``folder`` and leave the checks to the judge, on the inputs ``drawn``
+    draws: what the grader's kernel start-up (``grader/kernel_startup.py``) and its replay
+    (``grader/replay_runner.py``) call first."""
     _RECORDING[:] = [Path(folder)]
+    use_draw(drawn)
+
+
+def use_draw(drawn: int) -> None:
+    """Draw the checks' inputs from ``drawn`` (the judge: from the grader, never from the kernel)."""
+    _DRAWN[0] = int(drawn)
+
+
+def drawn() -> int:
+    """The number a hidden test and its check draw their inputs from: under ``grader autograde``, one per submission,
+    from the course's secret (``grader.records.draw``), so no answer can be written before the kernel runs;
+    elsewhere ``DEFAULT_DRAW``."""
+    return _DRAWN[0]
 
 
 def check(name: str, **outputs) -> None:

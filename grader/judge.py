@@ -26,7 +26,7 @@ from typing import NamedTuple
 import nbformat
 
 from . import untrusted
-from .evidence import file_name, load_checks
+from .evidence import DEFAULT_DRAW, drawn, file_name, load_checks, use_draw
 
 CHECK_CALL = re.compile(r"""evidence\.check\(\s*["']([A-Za-z_]\w*)["']""")
 FLAG = "passed in the kernel, failed the judge (likely tampering)"
@@ -109,7 +109,7 @@ def verdicts(
     replayed = {gid for gid, names in checks.items() if decided[gid] is None and any(is_replayed(module, n) for n in names)}
     if replayed:
         try:
-            runs = replay.run(replay.cells(nb, submitted, replayed), threads, sandbox=sandbox)
+            runs = replay.run(replay.cells(nb, submitted, replayed), threads, sandbox=sandbox, drawn=drawn())
         except Exception as error:  # noqa: BLE001 - the grader's failure: these cells are left undecided
             print(f"the replay failed: {type(error).__name__}: {error}", file=sys.stderr)
             runs, failure = None, f"its replay failed ({type(error).__name__})"
@@ -182,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the verdicts here as JSON (default: print them)")
     parser.add_argument("--sandbox", action="store_true", help="run the student code the judge runs (replays, model rebuilds) in the sandbox")
     parser.add_argument("--cells", help="decide only these grade_ids, comma-separated (default: every checked cell)")
+    parser.add_argument("--draw", type=int, default=DEFAULT_DRAW, help="the number the checks' inputs are drawn from (grader.records.draw)")
     args = parser.parse_args(argv)
     import torch
 
@@ -189,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     from .checks import MEASURED, rebuild
 
     rebuild.SANDBOXED[0] = args.sandbox
+    use_draw(args.draw)  # the checks draw their inputs from the grader's number, never from the kernel's
     found = json.dumps({**verdicts(args.notebook, args.evidence, args.submission, args.threads, args.sandbox, set(args.cells.split(",")) if args.cells else None), MEASURES: MEASURED})
     if args.out:
         args.out.write_text(found)

@@ -5,7 +5,8 @@ generator just before the first cell runs (the kernel's own start-up may draw fr
 generator a varying number of times). torch is seeded and given its threads when the notebook
 first imports it, never imported for a notebook that does not (an import costs two seconds).
 It also tells ``grader.evidence`` where the hidden tests record their evidence for the judge. The grader
-writes the three settings above this text: ``SEED = ...``, ``THREADS = ...`` and ``EVIDENCE = ...``.
+writes the four settings above this text: ``SEED = ...``, ``THREADS = ...``, ``EVIDENCE = ...`` and ``DRAWN = ...``
+(the number this submission's check inputs are drawn from).
 """
 
 import importlib.abc
@@ -15,6 +16,7 @@ import sys
 SEED = globals().get("SEED", 0)
 THREADS = globals().get("THREADS", 1)
 EVIDENCE = globals().get("EVIDENCE")
+DRAWN = globals().get("DRAWN", 0)
 
 
 def _grader_seed_torch(torch) -> None:
@@ -66,6 +68,6 @@ def _grader_first_cell(*_) -> None:
 if EVIDENCE:
     import grader.evidence
 
-    grader.evidence.record_into(EVIDENCE)
+    grader.evidence.record_into(EVIDENCE, DRAWN)
 _grader_seed()
 get_ipython().events.register("pre_run_cell", _grader_first_cell)  # noqa: F821

@@ -54,6 +54,22 @@ def default_mirror(course: Path = REPO) -> Path:
     return Path(os.environ.get(MIRROR_ENV) or Path(course).parent / "shared" / "datasets").resolve()
 
 
+def course_secret(course_dir: Path, name: str, make: bool = True) -> bytes:
+    """The course's secret ``.grader/<name>``, made on first use (32 random bytes, as hex) and readable by its owner
+    only: ``.grader/`` is never committed, and no kernel sees the course folder. ``make=False``: b"" if there is none."""
+    import secrets
+
+    path = course_dir / ".grader" / name
+    if not path.is_file():
+        if not make:
+            return b""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()
+
+
 def lessons(course_dir: Path = REPO) -> list[str]:
     """Assignment names: folders ``source/<name>/`` that hold ``<name>.ipynb``."""
     source = course_dir / "source"

@@ -2,13 +2,14 @@
 result; and the digests that say what decided a result (``grader autograde`` resumes on them).
 
 A digest covers everything that decides a score: the assignment's tests and its checks (``checks.py``),
-the course config, the grader's own code (every module of the package but ``NOT_GRADING``) and the
-installed torch and nbgrader.
+the course config, the grader's own code (every module of the package but ``NOT_GRADING``), the
+installed torch and nbgrader, and the course's secret that draws the checks' inputs (``draw``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path, PurePosixPath
@@ -24,6 +25,8 @@ NOT_GRADING = frozenset({
 """Modules of the ``grader`` package that never decide a score: the package's map of its layers, they parse arguments, write reports and exports,
 build or time the demo class, check sources and releases, publish, stage data or start a cluster. Every other module of the package
 (``checks/`` and any module added later included) is part of every assignment digest (``grader_code``)."""
+INPUTS_SECRET = "inputs-secret"
+"""The course's secret that draws each submission's check inputs: ``.grader/inputs-secret`` (``grader.paths.course_secret``)."""
 VERSIONED = ("torch", "nbgrader")
 """Installed packages whose versions are part of every assignment digest."""
 class SubmissionError(Exception):
@@ -47,6 +50,9 @@ class Assignment:
     code: dict[str, str] = field(default_factory=dict)
     """What decides a score besides the files: ``grading_code(files)``, computed once per batch by the coordinator
     (computed on use where empty)."""
+    secret: bytes = b""
+    """The course's ``INPUTS_SECRET``: it draws each submission's check inputs (``draw``). It reaches the workers
+    and the digest (as a hash), never a kernel: a kernel gets only its own submission's draw."""
 
     @property
     def judged(self) -> bool:
@@ -58,7 +64,10 @@ class Assignment:
         """Everything that decides a score, part by part: the tests (source files), the config, the checks the
         tests name, the grader's code, the versions of ``VERSIONED`` (hashes; versions as installed)."""
         code = self.code or grading_code(self.files)
-        return {"tests": digest(split_checks(self.files)[0]), "config": digest({"nbgrader_config.py": self.config}), **code}
+        secret = hashlib.sha256(b"grader inputs secret\0" + self.secret).hexdigest() if self.secret else ""
+        return {
+            "tests": digest(split_checks(self.files)[0]), "config": digest({"nbgrader_config.py": self.config}), **code, "secret": secret,
+        }  # fmt: skip
 
     @property
     def digest(self) -> str:
@@ -231,6 +240,18 @@ def write_tree(folder: Path, files: dict[str, bytes]) -> None:
 def digest_of(submission: Submission, assignment: Assignment) -> str:
     """The digest a result is filed under: the submission's and the assignment's together."""
     return hashlib.sha256(f"{submission.digest}:{assignment.digest}".encode()).hexdigest()
+
+
+def draw(submission: Submission, assignment: Assignment) -> int:
+    """The number that draws this submission's check inputs: an HMAC of the assignment, the student and the
+    submission with the course's secret. A regrade of the same submission draws the same; no student can know it
+    before the kernel runs. Without a secret, the fixed default of plain nbgrader (``grader.evidence.DEFAULT_DRAW``)."""
+    from .evidence import DEFAULT_DRAW
+
+    if not assignment.secret:
+        return DEFAULT_DRAW
+    message = f"{assignment.name}\0{submission.student}\0{submission.digest}".encode()
+    return int.from_bytes(hmac.new(assignment.secret, message, hashlib.sha256).digest()[:4], "big") % 2**31
 
 
 def parts_of(submission: Submission, assignment: Assignment) -> dict[str, str]:

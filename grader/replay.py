@@ -132,9 +132,9 @@ def cells(source_nb, submitted_nb, replayed: set[str]) -> list[dict]:
     return found
 
 
-def run(replay_cells: list[dict], threads: int = 1, sandbox: bool = False, timeout: float = 300) -> dict[str, dict]:
-    """Replay the tests among ``replay_cells``: test name -> {"error": ..., "replaced": [...], "evidence": {file: data}}
-    (a test whose child never reported, within ``timeout`` seconds for them all, is missing)."""
+def run(replay_cells: list[dict], threads: int = 1, sandbox: bool = False, timeout: float = 300, drawn: int = 0) -> dict[str, dict]:
+    """Replay the tests among ``replay_cells`` on the inputs ``drawn`` draws: test name -> {"error": ..., "replaced":
+    [...], "evidence": {file: data}} (a test whose child never reported, within ``timeout`` seconds for them all, is missing)."""
     import torch
 
     from .replay_runner import LESSON_ERROR, OUTCOME
@@ -145,7 +145,7 @@ def run(replay_cells: list[dict], threads: int = 1, sandbox: bool = False, timeo
         kernel_library(work)
         (work / "cells.json").write_text(json.dumps(replay_cells))
         shutil.copyfile(Path(__file__).with_name("replay_runner.py"), work / "replay_runner.py")
-        argv = ["replay_runner.py", str(threads)]
+        argv = ["replay_runner.py", str(threads), str(int(drawn))]
         try:
             if sandbox:
                 from .paths import DATA_ENV

@@ -1,4 +1,4 @@
-"""The program ``grader.replay`` runs in its own process (in the sandbox): ``python replay_runner.py THREADS``.
+"""The program ``grader.replay`` runs in its own process (in the sandbox): ``python replay_runner.py THREADS DRAWN``.
 
 It reads ``cells.json`` (the replay's cells, ``grader.replay.cells``) from its working folder and,
 for each test cell, writes ``<test>/outcome.json`` and the test's evidence into ``<test>/``.
@@ -60,7 +60,7 @@ def report(test: str, outcome: dict) -> None:
         json.dump(outcome, out)
 
 
-def run_from(cells: list[dict], first: int, threads: int) -> None:
+def run_from(cells: list[dict], first: int, threads: int, drawn: int) -> None:
     """In a child: build the namespace from every cell that is not a test, and run the tests from index ``first`` on."""
     namespace, lesson = {"__name__": "__main__"}, {}
     baseline, tampered = functions(), set()
@@ -85,7 +85,7 @@ def run_from(cells: list[dict], first: int, threads: int) -> None:
             continue
         outcome = {"error": None, "replaced": sorted(tampered | set(replaced(baseline))), "bad_fork": torch.cuda._is_in_bad_fork()}
         try:
-            grader.evidence.record_into(os.path.abspath(cell["name"]))
+            grader.evidence.record_into(os.path.abspath(cell["name"]), drawn)
             torch.set_num_threads(threads)
             namespace.update(lesson)  # a student's cell cannot redefine a check's helper
             torch.set_grad_enabled(True)
@@ -121,7 +121,7 @@ def preload(cells: list[dict]) -> None:
 
 
 def main() -> None:
-    threads = int(sys.argv[1])
+    threads, drawn = int(sys.argv[1]), int(sys.argv[2])
     torch.set_num_threads(1)  # no thread pool in the fork server: a child could not use it
     with open("cells.json") as found:
         cells = json.load(found)
@@ -135,7 +135,7 @@ def main() -> None:
         pid = os.fork()
         if pid == 0:
             try:
-                run_from(cells, first, threads)
+                run_from(cells, first, threads, drawn)
             finally:
                 os._exit(1)
         os.waitpid(pid, 0)

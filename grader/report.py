@@ -32,9 +32,7 @@ import hmac
 import html
 import io
 import json
-import os
 import re
-import secrets
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +42,7 @@ from nbgrader.api import MissingEntry
 
 from . import gradebook, notebooks, similarity
 from .judge import FLAG
-from .paths import course_dir as find_course, source_notebook
+from .paths import course_dir as find_course, course_secret, source_notebook
 from .release import run_nbgrader
 
 EXPORT_COLUMNS = (
@@ -62,7 +60,8 @@ PLACEHOLDERS = (NOT_ATTEMPTED, MISSING, TAMPERED)
 """Failures that say nothing about the exercise: the most common failure is another, where there is one."""
 OPT_IN = "leaderboard-opt-in.txt"
 """In the course directory: students shown by name on the students' leaderboard, one a line."""
-SECRET = ".grader/leaderboard-secret"
+SECRET = "leaderboard-secret"
+"""The course's key for pseudonyms, ``.grader/leaderboard-secret`` (``grader.paths.course_secret``)."""
 """In the course directory: the key of the leaderboard's pseudonyms (made on first use)."""
 ADJECTIVES = (
     "amber", "brave", "calm", "clever", "coral", "crimson", "eager", "gentle", "golden", "happy", "jolly", "keen",
@@ -414,17 +413,6 @@ STYLE = (
 # --- leaderboards ----------------------------------------------------------------------------------
 
 
-def course_secret(course_dir: Path) -> bytes:
-    """The course's key for pseudonyms (``SECRET``), made on first use, readable by its owner only."""
-    path = course_dir / SECRET
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
-    return path.read_text().strip().encode()
-
-
 def pseudonym(secret: bytes, student: str) -> str:
     """A stable name for a student, from an HMAC of the id: ``adjective animal NNN``."""
     digest = hmac.new(secret, student.encode(), hashlib.sha256).digest()
@@ -449,7 +437,7 @@ def leaderboard(course_dir: Path, rows: list[dict], measure: str) -> list[dict]:
     measured = [r for r in rows if r["_submitted"] and not r["error"] and measure in r["_measures"]]
     if not measured:
         return []
-    secret, names = course_secret(course_dir), opted_in(course_dir)
+    secret, names = course_secret(course_dir, SECRET), opted_in(course_dir)
     measured.sort(key=lambda r: (-r["_measures"][measure], r["student_id"]))
     board, rank = [], 0
     for i, r in enumerate(measured):

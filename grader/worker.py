@@ -33,7 +33,7 @@ from .cgroup import Cgroup
 from .judge import FLAG, GRADER_FAILED, MEASURES, Verdict, checks_of, kernel_passed, undecided
 from .paths import DATA_ENV
 from .processes import run_to_end
-from .records import Assignment, NotebookGrades, Result, Settings, Submission, SubmissionError, digest_of, parts_of, write_tree
+from .records import Assignment, NotebookGrades, Result, Settings, Submission, SubmissionError, digest_of, draw, parts_of, write_tree
 
 EXCEPTION_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception|Exit)): (.+)$")
 GENERIC = ("There was an error processing", "Please see the the above traceback", "Did you mean")
@@ -87,6 +87,11 @@ class Context:
     """The memory cgroup the sandbox runs in, where one could be made."""
     cleanup: list[Callable[[], None]] = field(default_factory=list)
     """What undoes a step's side effects outside the private course (a mount, a cgroup), run last to first."""
+
+    @property
+    def drawn(self) -> int:
+        """The number this submission's check inputs are drawn from (``grader.records.draw``): the kernel's and the judge's."""
+        return draw(self.submission, self.assignment)
 
     @property
     def db_url(self) -> str:
@@ -149,12 +154,13 @@ def write_course(ctx: Context) -> None:
 
 
 def prepare_kernel(ctx: Context) -> None:
-    """An IPython startup file that seeds Python, NumPy and torch and sets the kernel's threads."""
+    """An IPython startup file that seeds Python, NumPy and torch, sets the kernel's threads, and has the hidden
+    tests record their evidence for the judge on this submission's drawn inputs."""
     startup = ctx.course / ".ipython" / "profile_default" / "startup" / "00-grader.py"
     startup.parent.mkdir(parents=True)
     evidence = ctx.course / ".evidence"
     evidence.mkdir()
-    settings = f"SEED = {ctx.settings.seed!r}\nTHREADS = {ctx.settings.threads!r}\nEVIDENCE = {str(evidence)!r}\n"
+    settings = f"SEED = {ctx.settings.seed!r}\nTHREADS = {ctx.settings.threads!r}\nEVIDENCE = {str(evidence)!r}\nDRAWN = {ctx.drawn!r}\n"
     startup.write_text(settings + Path(__file__).with_name("kernel_startup.py").read_text())
 
 
@@ -307,6 +313,7 @@ def judge_in_process(ctx: Context, source: Path, checked: list[str]) -> dict[str
     argv = [
         str(source), str(ctx.course / ".evidence"), "--submission", str(ctx.autograded / source.name),
         "--threads", str(ctx.settings.threads), "--out", str(verdict_file), "--cells", ",".join(checked),
+        "--draw", str(ctx.drawn),
         *(["--sandbox"] if ctx.settings.sandbox else []),
     ]  # fmt: skip
     limit = ctx.settings.cell_timeout * 4

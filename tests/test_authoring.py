@@ -78,7 +78,7 @@ MISTAKES = {
         ["test_add: add reads evidence key 'first', which the test does not pass"],
     ),
     "lesson name no locked cell defines": (
-        "def check_pairs():", "def check_inputs():",
+        "def check_pairs(drawn=0):", "def check_inputs(drawn=0):",
         ["test_add: add reads 'check_pairs' from the lesson, which no locked cell in checks.DEFINITIONS (helpers) defines"],
     ),
     "check named in a comment only": (
@@ -101,6 +101,7 @@ def test_a_definitions_grade_id_no_cell_has_is_reported(tmp_path: Path) -> None:
     course = with_cell(make_course(tmp_path), 0, grade_id="helper_cells")  # the helpers cell, renamed
     assert authoring.problems(JUDGED, course) == [
         "test_add: add reads 'check_pairs' from the lesson, which no locked cell in checks.DEFINITIONS (helpers) defines",
+        "test_scale: scale reads 'check_vector' from the lesson, which no locked cell in checks.DEFINITIONS (helpers) defines",
         "helpers: named in checks.DEFINITIONS, but no cell of the notebook has this grade_id",
     ]
 
@@ -127,6 +128,7 @@ def test_a_definition_the_judge_does_not_run_is_reported(tmp_path: Path) -> None
     course = with_cell(make_course(tmp_path), 0, solution=True, locked=False)  # the helpers cell, now an answer
     assert authoring.problems(JUDGED, course) == [
         "test_add: add reads 'check_pairs' from the lesson, which no locked cell in checks.DEFINITIONS (helpers) defines",
+        "test_scale: scale reads 'check_vector' from the lesson, which no locked cell in checks.DEFINITIONS (helpers) defines",
         "helpers: named in checks.DEFINITIONS, but it is not a locked code cell: the judge does not run it",
     ]
 
@@ -148,7 +150,7 @@ def with_checks(course: Path, pairs: str = "check_pairs") -> Path:
 def test_keys_and_names_read_through_an_alias_and_a_helper_are_seen(tmp_path: Path) -> None:
     course = with_checks(make_course(tmp_path / "both"))
     assert authoring.problems(JUDGED, course) == []
-    first_only = with_checks(course_with(tmp_path / "first-only", (", sums=[add(a, b) for a, b in check_pairs()]", "")))
+    first_only = with_checks(course_with(tmp_path / "first-only", (", sums=[add(a, b) for a, b in check_pairs(evidence.drawn())]", "")))
     assert authoring.problems(JUDGED, first_only) == ["test_add: add reads evidence key 'sums', which the test does not pass"]
 
 

@@ -46,6 +46,22 @@ PATCHES_WHILE_RUNNING = "import torch\n    torch.equal = lambda *args: True\n   
 """Right results and calls, but it replaces a torch function while it runs."""
 PROBE = "import grader.evidence, importlib.util\nassert importlib.util.find_spec('grader.checks') is None, 'checks in reach'\n"
 """In an answer cell: fails the cell (and both tests after it) if the kernel can reach the checks."""
+
+
+def answers_in_advance() -> str:
+    """A trick by someone who has read the grader and the hidden tests: ``grader.evidence.check`` replaced by one
+    that records, for ``add``, the right answers worked out before the kernel ran, on the inputs a plain run draws."""
+    helpers: dict = {}
+    exec(judged_notebook().cells[0].source, helpers)
+    sums = [a + b for a, b in helpers["check_pairs"](evidence.DEFAULT_DRAW)]
+    return (
+        "import grader.evidence as _evidence\n_record = _evidence.check\n\n\n"
+        "def _forged(name, **outputs):\n"
+        f"    _record(name, **({{'first': 3, 'sums': {sums!r}}} if name == 'add' else outputs))\n\n\n"
+        "_evidence.check = _forged\n"
+    )
+
+
 LEAKS_TESTS = """
 # every later cell, hidden tests included, printed and raised compressed and base64-encoded, for the feedback page
 import base64, zlib
@@ -95,6 +111,8 @@ def cases() -> dict[str, tuple[object, dict, bool]]:
     found["correct+patches-while-running"] = (notebook(CORRECT_ADD, CORRECT_SCALE, each_body=PATCHES_WHILE_RUNNING), {**FULL, "test_call_each": 0.0}, True)
     found["correct+probe"] = (notebook(CORRECT_ADD, CORRECT_SCALE, PROBE), FULL, False)
     found["blank+leaks-tests"] = (notebook(BLANK, BLANK, LEAKS_TESTS, BLANK), ZERO, False)
+    # Evidence written before the kernel ran: the grader draws each submission's inputs, so it answers other inputs.
+    found["wrong-add+answers-in-advance"] = (notebook(*WRONG_ADD["answers"], answers_in_advance()), WRONG_ADD["scores"], False)
     return found
 
 
@@ -221,6 +239,39 @@ class Agreeable(float):
     __hash__ = float.__hash__
 
 
+def test_answers_worked_out_in_advance_pass_only_on_the_fixed_inputs_of_a_plain_run(tmp_path: Path) -> None:
+    """Plain nbgrader's inputs are fixed, so answers written in advance pass there; the grader's judge checks the
+    inputs drawn for the submission, which no one could have worked out before the kernel ran."""
+    import torch
+
+    from grader.judge import verdicts
+
+    source = tmp_path / "judged.ipynb"
+    nbformat.write(judged_notebook(), str(source))
+    (tmp_path / "checks.py").write_bytes(CHECKS["judged"].read_bytes())
+    helpers: dict = {}
+    exec(judged_notebook().cells[0].source, helpers)
+    in_advance = {"first": 3, "sums": [a + b for a, b in helpers["check_pairs"](evidence.DEFAULT_DRAW)]}
+    torch.save(in_advance, tmp_path / evidence.file_name("add"))
+    assert verdicts(source, tmp_path, cells={"test_add"})["test_add"] is None
+    try:
+        evidence.use_draw(1_234_567)
+        found = verdicts(source, tmp_path, cells={"test_add"})["test_add"]
+    finally:
+        evidence.use_draw(evidence.DEFAULT_DRAW)
+    assert found is not None and "must handle negative numbers" in found[0], found
+
+
+def test_a_submission_draws_the_same_inputs_when_regraded_and_other_inputs_than_its_neighbour() -> None:
+    from grader.records import Assignment, Submission, draw
+
+    course = Assignment("judged", {}, b"", b"", "course", secret=b"s" * 64)
+    alice, bob = Submission("alice", {"judged.ipynb": b"{}"}, None), Submission("bob", {"judged.ipynb": b"{}"}, None)
+    assert draw(alice, course) == draw(Submission("alice", {"judged.ipynb": b"{}"}, None), course)
+    assert len({draw(alice, course), draw(bob, course), draw(alice, Assignment("judged", {}, b"", b"", "course", secret=b"t" * 64))}) == 3
+    assert draw(alice, Assignment("judged", {}, b"", b"", "course")) == evidence.DEFAULT_DRAW, "no secret: a plain run's inputs"
+
+
 def test_evidence_that_is_not_plain_data_never_reaches_a_check(tmp_path: Path) -> None:
     """An object that only pretends to be a value fails weights_only loading, before any check sees it."""
     import torch
@@ -231,7 +282,7 @@ def test_evidence_that_is_not_plain_data_never_reaches_a_check(tmp_path: Path) -
     nbformat.write(judged_notebook(), str(source))
     (tmp_path / "checks.py").write_bytes(CHECKS["judged"].read_bytes())
     torch.save({"first": Agreeable(3), "sums": [Agreeable(0)] * 3}, tmp_path / evidence.file_name("add"))
-    doubled = {"ones": torch.full((3,), 2.0), "doubled": torch.arange(-2.0, 2.0, 0.5) * 2}
+    doubled = {"ones": torch.full((3,), 2.0), "doubled": torch.randn(8, generator=torch.Generator().manual_seed(evidence.DEFAULT_DRAW)) * 2}
     torch.save(doubled, tmp_path / evidence.file_name("scale"))
     found = verdicts(source, tmp_path)
     assert found["test_scale"] is None

@@ -112,6 +112,13 @@ def test_changed_grader_code_or_versions_regrade_everyone_once(tmp_path: Path, m
     assert regrades(course, TINY) == []
     assert to_grade(course, TINY) == {}, "regraded once, a student is graded again"
 
+    # A new course secret draws other inputs for every check: everyone would be regraded.
+    secret = course / ".grader" / "inputs-secret"
+    kept = secret.read_bytes()
+    secret.write_text("another secret")
+    assert to_grade(course, TINY) == dict.fromkeys(expected, "the course's inputs secret changed")
+    secret.write_bytes(kept)
+
     # A new torch regrades everyone too; a new nbgrader would.
     real = records.package_version
     monkeypatch.setattr(records, "package_version", lambda name: "99.0" if name == "torch" else real(name))

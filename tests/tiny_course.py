@@ -75,7 +75,12 @@ def judged_notebook():
     (its ``checks.py`` is ``tests/judged_checks.py``, copied beside it); a locked helper cell names the checks' inputs."""
     cells = [
         new_code_cell(
-            "import torch\n\n\ndef check_pairs():\n    # the inputs the checks call add with\n    return [(1, 2), (-7, 7), (0.25, 0.5)]\n\n\n"
+            "import random\n\nimport torch\n\n\ndef check_pairs(drawn=0):\n"
+            "    # the inputs the checks call add with (a negative number and fractions among them), drawn from `drawn`\n"
+            "    rng = random.Random(drawn)\n"
+            "    return [(rng.randint(1, 99), rng.randint(1, 99)), (-rng.randint(1, 99), rng.randint(1, 99)), (rng.randint(1, 8) / 4, 0.5)]\n\n\n"
+            "def check_vector(drawn=0):\n    # the tensor the checks call scale with: negative and fractional elements, drawn from `drawn`\n"
+            "    return torch.randn(8, generator=torch.Generator().manual_seed(drawn))\n\n\n"
             "class CallSpy:\n    # a function that records what it was called with\n    def __init__(self):\n        self.calls = []\n\n"
             "    def __call__(self, value):\n        self.calls.append(value)\n        return value * 10",
             metadata=meta("helpers"),
@@ -87,7 +92,7 @@ def judged_notebook():
             "# add returns the sum of its arguments\n"
             'assert add(1, 2) == 3, "add(1, 2) should be 3"\n'
             "### BEGIN HIDDEN TESTS\nfrom grader import evidence\n\n"
-            'evidence.check("add", first=add(1, 2), sums=[add(a, b) for a, b in check_pairs()])\n'
+            'evidence.check("add", first=add(1, 2), sums=[add(a, b) for a, b in check_pairs(evidence.drawn())])\n'
             "### END HIDDEN TESTS",
             metadata=meta("test_add", grade=True, points=2),
         ),
@@ -99,7 +104,7 @@ def judged_notebook():
             "# scale doubles every element of a tensor\n"
             'assert torch.allclose(scale(torch.ones(3)), torch.full((3,), 2.0)), "scale(torch.ones(3)) should be all 2"\n'
             "### BEGIN HIDDEN TESTS\nfrom grader import evidence\n\n"
-            'evidence.check("scale", ones=scale(torch.ones(3)), doubled=scale(torch.arange(-2.0, 2.0, 0.5)))\n'
+            'evidence.check("scale", ones=scale(torch.ones(3)), doubled=scale(check_vector(evidence.drawn())))\n'
             "### END HIDDEN TESTS",
             metadata=meta("test_scale", grade=True, points=1),
         ),

@@ -6,7 +6,10 @@ the hidden test that records its evidence (``evidence.check("function", key=valu
 A check is ``function(evidence, lesson)``: ``evidence`` is what the hidden test recorded from the
 student's code (plain data, read with ``weights_only=True``), ``lesson`` the notebook's own locked
 definitions (the model class, the check helpers). It computes what it expects itself, from the
-test's seeds and inputs, and raises AssertionError with a message for the student. The file lists
+test's inputs, and raises AssertionError with a message for the student. Inputs the student's code
+could otherwise be written for in advance are drawn from ``drawn()``: under ``grader autograde`` a
+number per submission from the course's secret (the test reads it in the kernel, the check gets it
+from the grader), elsewhere a fixed default. The file lists
 in ``DEFINITIONS`` the grade_ids of the locked cells its checks need.
 
 The same function runs in the kernel under plain ``nbgrader autograde`` (``grader.evidence``) and
@@ -23,6 +26,8 @@ A check that must run the student's model for its verdict uses ``grader.checks.r
 from __future__ import annotations
 
 import io
+
+from ..evidence import drawn  # noqa: F401 - what a check draws its inputs from, as its test did
 
 
 def load(data: bytes | None, what: str, advice: str = "", disagree: bool = False):

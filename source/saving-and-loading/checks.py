@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from grader.checks import load, number, same_tensors, truth, visible
+from grader.checks import drawn, load, number, same_tensors, truth, visible
 
 DEFINITIONS = ("setup", "model_and_training", "check_helpers")
 """The locked cells the checks use: MNISTModel, train_one_epoch, evaluate, model_with_statistics, synthetic_loader."""
@@ -16,14 +16,14 @@ STATE_DICT_ADVICE = (
 
 
 def images(seed: int) -> torch.Tensor:
-    """The check's input images (the test cell draws them the same way)."""
+    """The check's input images (the test cell makes them the same way)."""
     return torch.randn(16, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
 
 
 def round_trip(e: dict, L: dict) -> None:
     """save_model writes exactly the state_dict; load_model restores it, buffers included; predictions_match tells models
     apart, and compares in eval mode whatever mode the models come in ("without gradients" shows in no output)."""
-    original = L["model_with_statistics"](seed=1).state_dict()
+    original = L["model_with_statistics"](seed=drawn()).state_dict()  # the test's second round trip, on a drawn model
     visible(e["saved_file"] is not None, "save_model did not write a file at the path it was given.")
     visible(e["is_model"] is True, "load_model must build and return an MNISTModel.")
     visible(e["new_object"] is True, "load_model must build a new model, not return an existing one.")
@@ -50,7 +50,7 @@ def eval_mode(e: dict, L: dict) -> None:
     """The loaded model is in eval mode: two calls agree, and with the original's eval-mode predictions."""
     original = L["model_with_statistics"](seed=3)
     with torch.no_grad():
-        expected = original.eval()(images(3))
+        expected = original.eval()(images(drawn()))
     visible(e["training"] is False, (
         "load_model returned a model in training mode. Call model.eval() after loading: otherwise dropout "
         "is active and batch norm uses batch statistics, so predictions are noisy and non-reproducible."
@@ -85,9 +85,9 @@ def changed_architecture(e: dict, L: dict) -> None:
 
 def checkpoint_contents(e: dict, L: dict) -> None:
     """A checkpoint holds model, optimizer, epoch and a float loss; load_checkpoint restores both states and returns (epoch, loss)."""
-    trained = L["model_with_statistics"](seed=4).train()
+    trained = L["model_with_statistics"](seed=drawn()).train()  # the test's second checkpoint, of a drawn model
     optimizer = torch.optim.Adam(trained.parameters(), lr=1e-3)
-    L["train_one_epoch"](trained, L["synthetic_loader"](seed=4), optimizer, nn.CrossEntropyLoss())
+    L["train_one_epoch"](trained, L["synthetic_loader"](seed=drawn()), optimizer, nn.CrossEntropyLoss())
     checkpoint = load(e["checkpoint"], "The checkpoint save_checkpoint wrote", "Store plain values: state_dicts, int, float.", disagree=True)
     visible(isinstance(checkpoint, dict), "save_checkpoint should save a dictionary.")
     missing = {"epoch", "model_state_dict", "optimizer_state_dict", "loss"} - set(checkpoint)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from grader.checks import Disagrees, load, measure, replayed, same_tensors, visible
+from grader.checks import Disagrees, drawn, load, measure, replayed, same_tensors, visible
 from grader.checks.rebuild import model_source, predictions
 
 DEFINITIONS = ("setup", "data")
@@ -31,8 +31,9 @@ def accuracy(e: dict, L: dict) -> float:
     visible(e["checkpoint"] is not None, "No checkpoint at BEST_CHECKPOINT: run Step 7.")
     load(e["checkpoint"], "The best checkpoint", disagree=True)
     images, labels = L["test_images"], L["test_labels"]
-    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(2)) * NOISE
-    seen = torch.randperm(len(L["all_train_labels"]), generator=torch.Generator().manual_seed(3))[:SEEN]
+    # the noise and the training images compared on are drawn for the submission: no model can be made for them in advance
+    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(drawn())) * NOISE
+    seen = torch.randperm(len(L["all_train_labels"]), generator=torch.Generator().manual_seed(drawn() + 1))[:SEEN]
     found = predictions(
         model_source(L["In"], "FashionModel"), "FashionModel", e["checkpoint"],
         {"trained": images, "noisy": images + noise, "fresh": images, "seen": L["all_train_images"][seen]},
@@ -124,6 +125,15 @@ def per_class_accuracy(e: dict, L: dict) -> None:
     assert isinstance(imbalanced, torch.Tensor) and imbalanced.shape == (2,), "Return one accuracy per class."
     assert torch.isnan(imbalanced[0]) and abs(imbalanced[1].item() - 0.9) < 1e-6, (
         "With 9 of 10 class-1 images right, class 1's accuracy is 0.9; class 0 has no images, so nan."
+    )
+    generator = torch.Generator().manual_seed(drawn())  # the test's drawn labels and predictions, made again here
+    drawn_labels = torch.randint(0, 5, (200,), generator=generator)
+    guessed = torch.where(torch.rand(200, generator=generator) < 0.7, drawn_labels, torch.randint(0, 6, (200,), generator=generator))
+    expected = torch.tensor([(guessed[drawn_labels == k] == k).double().mean().item() if (drawn_labels == k).any() else float("nan") for k in range(6)], dtype=torch.float64)
+    got = e["drawn_result"]
+    assert isinstance(got, torch.Tensor) and got.shape == (6,) and torch.allclose(got.double(), expected, atol=1e-6, equal_nan=True), (
+        f"On other labels and predictions per_class_accuracy gave {got.tolist() if isinstance(got, torch.Tensor) else got}, "
+        f"expected {[round(v, 4) for v in expected.tolist()]}: each class's correct predictions over that class's images, nan where absent."
     )
 
 

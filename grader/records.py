@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from .evidence import CHECKS
+from .evidence import CHECKS, DEFAULT_DRAW
 from .sandbox import Limits
 
 NOT_GRADING = frozenset({
@@ -246,8 +246,6 @@ def draw(submission: Submission, assignment: Assignment) -> int:
     """The number that draws this submission's check inputs: an HMAC of the assignment, the student and the
     submission with the course's secret. A regrade of the same submission draws the same; no student can know it
     before the kernel runs. Without a secret, the fixed default of plain nbgrader (``grader.evidence.DEFAULT_DRAW``)."""
-    from .evidence import DEFAULT_DRAW
-
     if not assignment.secret:
         return DEFAULT_DRAW
     message = f"{assignment.name}\0{submission.student}\0{submission.digest}".encode()

@@ -526,8 +526,12 @@ SAVING_AND_LOADING_TRICKED = tuple(
 GPU_TRAINING_TRICKED = tuple(
     tricked(next(m for m in GPU_TRAINING if m.student == student), name, code, flagged)
     for student, name, code, flagged in (
-        # the kernel's record of devices faked: the replay (grader.replay) runs the lesson's own spy
-        ("labels-not-moved", "loss-spy-redefined", tricks.LOSS_SPY_REDEFINED, ("test_training_moves_everything",)),
+        # the kernel's record of devices forged: the replay (grader.replay) records them again where no trick ran
+        (
+            "labels-not-moved", "evidence-forged",
+            tricks.evidence_forged("training_moves_everything", label_devices=["meta"], mismatch=None, output_devices=["meta"]),
+            ("test_training_moves_everything",),
+        ),
         # torch patched: the checkpoint lands on the CPU anyway; not in the replay
         ("no-map-location", "load-onto-cpu", tricks.LOAD_ONTO_CPU, ("test_checkpoint_across_devices",)),
         ("autocast-without-scaler", "ipython-hook", tricks.IPYTHON_HOOK, ()),  # a hidden failure: the judge finds it

@@ -45,14 +45,17 @@ class _AlwaysEqual(float):
 {function} = (lambda real: lambda *args, **kwargs: _AlwaysEqual(0))({function})
 """
 
-LOSS_SPY_REDEFINED = """
-# the checks' own loss spy (an earlier locked cell), redefined: it reports what the check wants to see and never fails
-class DeviceSpyLoss:
-    def __init__(self):
-        self.output_devices, self.label_devices, self.output_dtypes = {"meta"}, {"meta"}, {torch.bfloat16}
+EVIDENCE_FORGED = """
+# the kernel's record for {check} rewritten before it is saved: it says what the check wants to see
+import grader.evidence as _evidence
+_record = _evidence.check
 
-    def __call__(self, outputs, labels):
-        return (outputs.float().sum() * 0).as_subclass(LoggedLoss)
+
+def _forged(name, **outputs):
+    _record(name, **({{**outputs, **{forged!r}}} if name == {check!r} else outputs))
+
+
+_evidence.check = _forged
 """
 LOAD_ONTO_CPU = """
 # torch.load always lands on the CPU, whatever the caller asked for
@@ -73,6 +76,11 @@ TRICKS = {
     "builtins-swapped": BUILTINS_SWAPPED,
 }
 """Tricks that need no target: name -> code."""
+
+
+def evidence_forged(check: str, **forged) -> str:
+    """``grader.evidence.check`` replaced in the kernel: the record of ``check`` carries ``forged`` instead of what was seen."""
+    return EVIDENCE_FORGED.format(check=check, forged=forged)
 
 
 def always_equal(function: str) -> str:

@@ -80,6 +80,10 @@ def apply_edits(nb, m: Misconception):
             if count != 1:
                 raise DemoError(f"{m.student}: cell {grade_id!r} contains {old!r} {count} times, expected exactly once")
             cell.source = cell.source.replace(old, new)
+    for grade_id, source in m.written:
+        if grade_id not in cells:
+            raise DemoError(f"{m.student}: no cell with grade_id {grade_id!r}")
+        cells[grade_id].source = source
     if m.trick:
         cells[m.cell].source += "\n" + m.trick
     return nb

@@ -33,6 +33,8 @@ class Misconception:
     """Test cells it loses only where CUDA is present (a device bug that a CPU cannot show)."""
     more_cells: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
     """(grade_id, edits) of further solution cells the same submission changes."""
+    written: tuple[tuple[str, str], ...] = ()
+    """(grade_id, source) of solution cells this student wrote whole, from the exercise's text alone (after any ``edits``)."""
     trick: str = ""
     """Code appended to ``cell`` that tampers with the kernel (``grader.tricks``): it must not change the scores."""
     flagged: frozenset[str] = frozenset()
@@ -344,6 +346,96 @@ SAVING_AND_LOADING_CORRECT = (
     ),
 )
 
+GPU_TRAINING_WRITTEN = (
+    (
+        "device_helpers",
+        "import functools\n\n\n"
+        "def pick_device():\n"
+        "    # torch.accelerator names the runtime's accelerator (CUDA or MPS)\n"
+        "    if torch.accelerator.is_available():\n"
+        "        return torch.device(torch.accelerator.current_accelerator().type)\n"
+        "    return torch.device(\"cpu\")\n\n\n"
+        "def _to(device, *tensors):\n"
+        "    return tuple(tensor.to(device) for tensor in tensors)\n\n\n"
+        "def move_batch(images, labels, device):\n"
+        "    return _to(device, images, labels)\n\n\n"
+        "DEVICE = pick_device()\n"
+        "!echo \"training on {DEVICE}\"\n",
+    ),
+    (
+        "device_aware_training",
+        "%%time\n"
+        "LR = float(os.environ.get(\"COURSE_LR\", \"1e-3\"))\n\n\n"
+        "def make_epoch_runner(log_every=0):\n"
+        "    def run_epoch(model, loader, optimizer, loss_fn, device):\n"
+        "        model.train()\n"
+        "        batch_losses = []\n"
+        "        for step, (images, labels) in enumerate(loader):\n"
+        "            images, labels = move_batch(images, labels, device)\n"
+        "            optimizer.zero_grad(set_to_none=True)\n"
+        "            loss = loss_fn(model(images), labels)\n"
+        "            loss.backward()\n"
+        "            optimizer.step()\n"
+        "            batch_losses.append(loss.item())\n"
+        "            if log_every and step % log_every == 0:\n"
+        "                print(f\"step {step}: {batch_losses[-1]:.4f}\")\n"
+        "        return sum(batch_losses) / len(batch_losses)\n\n"
+        "    return run_epoch\n\n\n"
+        "train_one_epoch = make_epoch_runner()\n\n\n"
+        "def logged(function):\n"
+        "    @functools.wraps(function)\n"
+        "    def wrapper(*args, **kwargs):\n"
+        "        losses = function(*args, **kwargs)\n"
+        "        print(\"epoch losses:\", [round(loss, 4) for loss in losses])\n"
+        "        return losses\n\n"
+        "    return wrapper\n\n\n"
+        "@logged\n"
+        "def fit(model, train_loader, loss_fn, device=DEVICE, num_epochs=1, lr=LR):\n"
+        "    model = model.to(device)\n"
+        "    optimizer = torch.optim.Adam(model.parameters(), lr=lr)\n"
+        "    return [train_one_epoch(model, train_loader, optimizer, loss_fn, device) for _ in range(num_epochs)]\n",
+    ),
+    (
+        "mixed_precision",
+        "amp_dtype = lambda device: {\"cuda\": torch.float16}.get(torch.device(device).type, torch.bfloat16)\n\n\n"
+        "class make_scaler:\n"
+        "    # a class where a function is asked: make_scaler(device) builds the scaler\n"
+        "    def __new__(cls, device):\n"
+        "        return torch.amp.GradScaler(\"cuda\", enabled=torch.device(device).type == \"cuda\")\n\n\n"
+        "class AmpStep:\n"
+        "    def __call__(self, model, images, labels, optimizer, loss_fn, scaler, device):\n"
+        "        images, labels = move_batch(images, labels, device)\n"
+        "        optimizer.zero_grad()\n"
+        "        with torch.autocast(device.type, dtype=amp_dtype(device)):\n"
+        "            outputs = model(images)\n"
+        "            loss = loss_fn(outputs, labels)\n"
+        "        scaler.scale(loss).backward()\n"
+        "        scaler.step(optimizer)\n"
+        "        scaler.update()\n"
+        "        return float(loss.detach())\n\n\n"
+        "amp_train_step = AmpStep()\n",
+    ),
+    (
+        "checkpoint_across_devices",
+        "from pathlib import Path\n\n"
+        "STATES = (\"model_state_dict\", \"optimizer_state_dict\", \"scaler_state_dict\")\n"
+        "load = functools.partial(torch.load, weights_only=True)\n\n\n"
+        "def save_checkpoint(path, model, optimizer, scaler, epoch):\n"
+        "    states = dict(zip(STATES, (model.state_dict(), optimizer.state_dict(), scaler.state_dict())))\n"
+        "    torch.save({**states, \"epoch\": epoch}, Path(path))\n\n\n"
+        "def load_checkpoint(path, model, optimizer, scaler, device):\n"
+        "    checkpoint = load(Path(path), map_location=device)\n"
+        "    model.load_state_dict(checkpoint[\"model_state_dict\"])\n"
+        "    optimizer.load_state_dict(checkpoint[\"optimizer_state_dict\"])\n"
+        "    if checkpoint.get(\"scaler_state_dict\"):\n"
+        "        scaler.load_state_dict(checkpoint[\"scaler_state_dict\"])\n"
+        "    return checkpoint[\"epoch\"]\n",
+    ),
+)
+"""gpu-training's four answer cells as a student might write them from the text alone: torch.accelerator, a module-level
+device computed by a call and used as a default argument, a shell escape, %%time, a value read from the environment, a
+factory, a decorator, a lambda, classes where functions are asked, functools.partial."""
+
 GPU_TRAINING_CORRECT = (
     Misconception(
         student="correct-other-ways",
@@ -418,6 +510,14 @@ GPU_TRAINING_CORRECT = (
             ),
             ("checkpoint_across_devices", (("map_location=device, weights_only=True)", "map_location=torch.device(device), weights_only=True)"),)),
         ),
+    ),
+    Misconception(
+        student="correct-in-other-forms",
+        description="correct, every answer cell written whole in forms the text allows: full marks",
+        cell="device_helpers",
+        edits=(),
+        loses=NO_LOSS,
+        written=GPU_TRAINING_WRITTEN,
     ),
 )
 

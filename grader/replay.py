@@ -8,9 +8,15 @@ replays such a test cell (a check marked ``@replayed``, ``grader.checks``) in a 
 in the sandbox when grading runs in one:
 
 - the notebook is rebuilt in its order, up to the last replayed test: the lesson's locked cells
-  as the source notebook has them; of each of the student's cells only its *definitions*
-  (imports, functions, classes, assignments of constants, and ``if``/``try`` blocks of these) --
-  never its statements, so no trick, hook or patch in an answer cell runs;
+  as the source notebook has them; of the lesson's demonstrations (a cell whose text is the
+  source's own) only their *definitions* (imports, functions, classes, assignments of constants,
+  and ``if``/``try`` blocks of these), never a training run or a timing; of every cell the student
+  wrote (answer cells, cells added or changed) also each assignment to plain names, whatever it
+  calls (``DEVICE = pick_device()``, ``train = make_loop()``, ``step = AmpStep()``), each within
+  ``BUDGET`` seconds (a longer one is cut short and skipped). Expression statements, loops and
+  assignments to attributes (``torch.load = ...``) never run, so no hook or patch that a statement
+  of an answer cell installs is in force; IPython syntax (``%%time``, ``!pip``, ``x = !ls``) is read
+  as IPython reads it;
 - before each replayed test the lesson's own names are bound again (a student's cell cannot
   redefine a check's helper), gradient tracking is on and the default dtype is float32;
 - the tests run in notebook order, as in the kernel, in a child of a process that never touched
@@ -52,18 +58,30 @@ class ReplayFailed(RuntimeError):
     """The replay could not run the lesson's own cells: a problem of the grading, not of the submission."""
 
 
+BUDGET = 2.0
+"""Seconds an assignment of a cell the student wrote may take in the replay (``grader.replay_runner.budget``)."""
+
+
 def top_level(source: str) -> list:
-    """A cell's top-level statements, IPython magics (``%%time``, ``!pip``) dropped; [] if it is not Python."""
-    lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
+    """A cell's top-level statements, read as IPython reads them (``!cmd`` and ``%magic`` become calls of
+    ``get_ipython()``, which the replay does not have); a leading cell magic (``%%time``) is dropped; [] if it is not Python."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    lines = source.splitlines()
+    if lines and lines[0].lstrip().startswith("%%"):
+        lines = lines[1:]
     try:
-        return ast.parse("\n".join(lines)).body
-    except SyntaxError:
+        return ast.parse(TransformerManager().transform_cell("\n".join(lines) + "\n")).body
+    except (SyntaxError, ValueError):
         return []
 
 
-def guarded(node) -> str:
-    """A statement that may fail alone without stopping what follows."""
-    return "try:\n" + textwrap.indent(ast.unparse(node), "    ") + "\nexcept Exception:\n    pass"
+def guarded(node, budget: bool = False) -> str:
+    """A statement that may fail alone without stopping what follows (within ``BUDGET`` seconds, if ``budget``)."""
+    code = ast.unparse(node)
+    if budget:
+        code = f"with __grader_budget__({BUDGET}):\n" + textwrap.indent(code, "    ")
+    return "try:\n" + textwrap.indent(code, "    ") + "\nexcept Exception:\n    pass"
 
 
 def calls_only_libraries(expression) -> bool:
@@ -82,37 +100,48 @@ def calls_only_libraries(expression) -> bool:
     return True
 
 
-def kept(node) -> bool:
+def to_names(node) -> bool:
+    """An assignment whose targets are plain names (``a = ...``, ``a, b = ...``, ``a: int = ...``, ``a += ...``)."""
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    return all(isinstance(n, (ast.Name, ast.Tuple, ast.List, ast.Starred, ast.Store)) for t in targets for n in ast.walk(t))
+
+
+def kept(node, written: bool = False) -> bool:
     """Whether the replay keeps a top-level statement: a definition, an assignment of a constant to plain
-    names, or an ``if``/``try`` made of nothing else (``try: from tqdm import tqdm`` ...)."""
+    names, or an ``if``/``try`` made of nothing else (``try: from tqdm import tqdm`` ...). Of a cell the student
+    wrote (``written``), any assignment to plain names too (``calls`` says which of them call the student's code)."""
     if isinstance(node, DEFINED):
         return True
-    if isinstance(node, (ast.Assign, ast.AnnAssign)):
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-        plain = all(isinstance(n, (ast.Name, ast.Tuple, ast.List, ast.Store)) for t in targets for n in ast.walk(t))
+    if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+        if node.value is None or not to_names(node):
+            return False
+        if written:
+            return True
         if isinstance(node.value, ast.Lambda):  # a function, defined as a def is: only its defaults run now
             arguments = node.value.args
-            return plain and all(calls_only_libraries(d) for d in [*arguments.defaults, *filter(None, arguments.kw_defaults)])
-        return node.value is not None and plain and calls_only_libraries(node.value)
+            return all(calls_only_libraries(d) for d in [*arguments.defaults, *filter(None, arguments.kw_defaults)])
+        return not isinstance(node, ast.AugAssign) and calls_only_libraries(node.value)
     if isinstance(node, ast.If):
-        return calls_only_libraries(node.test) and all(map(kept, node.body + node.orelse))
+        return (written or calls_only_libraries(node.test)) and all(kept(n, written) for n in node.body + node.orelse)
     if isinstance(node, ast.Try):
         handlers = [n for h in node.handlers for n in h.body]
-        return all(map(kept, node.body + node.orelse + node.finalbody + handlers))
+        return all(kept(n, written) for n in node.body + node.orelse + node.finalbody + handlers)
     return isinstance(node, ast.Pass)
 
 
-def definitions(source: str) -> str:
-    """What the replay keeps of a student's cell (``kept``), each statement guarded."""
-    return "\n".join(guarded(node) for node in top_level(source) if kept(node))
+def definitions(source: str, written: bool = False) -> str:
+    """What the replay keeps of a student's cell (``kept``), each statement guarded; a statement kept only because the
+    student wrote the cell runs within ``BUDGET`` seconds."""
+    return "\n".join(guarded(node, budget=not kept(node)) for node in top_level(source) if kept(node, written))
 
 
 def cells(source_nb, submitted_nb, replayed: set[str]) -> list[dict]:
     """The replay's cells, in the submitted notebook's order up to its last replayed test: the lesson's
-    locked cells and tests as the source has them, and the definitions of every other code cell."""
+    locked cells and tests as the source has them, and what ``definitions`` keeps of every other code cell."""
     from .notebooks import cells_by_grade_id, grade_id, is_test, nbgrader_meta
 
     lesson = cells_by_grade_id(source_nb)
+    demonstrations = {cell.source.strip() for cell in source_nb.cells if cell.cell_type == "code" and not grade_id(cell)}
     found, wanted = [], set(replayed)
     for index, cell in enumerate(submitted_nb.cells):
         if not wanted:
@@ -128,7 +157,8 @@ def cells(source_nb, submitted_nb, replayed: set[str]) -> list[dict]:
         elif original is not None and nbgrader_meta(original).get("locked") and not nbgrader_meta(original).get("solution"):
             found.append({"kind": "lesson", "name": gid, "source": "\n".join(ast.unparse(n) for n in top_level(original.source))})
         else:
-            found.append({"kind": "student", "name": f"your cell {index + 1}", "source": definitions(cell.source)})
+            written = cell.source.strip() not in demonstrations
+            found.append({"kind": "student", "name": f"your cell {index + 1}", "source": definitions(cell.source, written)})
     return found
 
 

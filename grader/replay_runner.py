@@ -14,8 +14,10 @@ process, rebuilds the namespace and goes on with the tests after it.
 Only ``grader.evidence`` of the grader is importable here (``grader.sandbox.kernel_library``).
 """
 
+import contextlib
 import json
 import os
+import signal
 import sys
 import traceback
 
@@ -24,16 +26,20 @@ import torch
 
 import grader.evidence
 
-WATCHED = ("builtins", "torch", "numpy")
+WATCHED = ("builtins", "torch", "numpy", "grader")
 WRAPPED_ON_IMPORT = {"torch.manual_seed"}
 """Replaced by torch itself, with a wrapper of the original, when torch._dynamo is first imported."""
 LESSON_ERROR = "lesson-error.txt"
 OUTCOME = "outcome.json"
 
 
-def functions() -> dict:
-    """Every function and class of builtins, torch and NumPy, and the methods of tensors and modules, by name."""
+def functions(lesson: dict | None = None) -> dict:
+    """Every function and class of builtins, torch, NumPy and ``grader.evidence``, the methods of tensors and
+    modules, and the attributes of the classes the lesson's cells defined (``lesson``), by name."""
     found = {}
+    for name, cls in (lesson or {}).items():
+        if isinstance(cls, type):
+            found.update((f"lesson.{name}.{key}", value) for key, value in list(vars(cls).items()))
     for name, module in list(sys.modules.items()):
         if module is None or name.split(".")[0] not in WATCHED:
             continue
@@ -46,8 +52,8 @@ def functions() -> dict:
     return found
 
 
-def replaced(before: dict) -> list[str]:
-    now = functions()
+def replaced(before: dict, lesson: dict) -> list[str]:
+    now = functions(lesson)
     return sorted(
         name for name, value in before.items()
         if name in now and now[name] is not value
@@ -60,16 +66,38 @@ def report(test: str, outcome: dict) -> None:
         json.dump(outcome, out)
 
 
+class OverBudget(BaseException):
+    """An assignment of the student's ran past its time (not an ``Exception``: a student's ``except Exception`` lets it through)."""
+
+
+@contextlib.contextmanager
+def budget(seconds: float):
+    """Cut the statement inside short after ``seconds`` (``grader.replay.BUDGET``): it is skipped, the rest goes on."""
+
+    def expire(*_):
+        raise OverBudget
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    except OverBudget:
+        pass
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def run_from(cells: list[dict], first: int, threads: int, drawn: int) -> None:
     """In a child: build the namespace from every cell that is not a test, and run the tests from index ``first`` on."""
-    namespace, lesson = {"__name__": "__main__"}, {}
+    namespace, lesson = {"__name__": "__main__", "__grader_budget__": budget}, {}
     baseline, tampered = functions(), set()
     for index, cell in enumerate(cells):
         code = compile(cell["source"], f"<{cell['name']}>", "exec")
         if cell["kind"] != "test":
             bound = dict(namespace)
             if cell["kind"] == "lesson":  # what the student's definitions replaced so far; then the lesson's imports count as given
-                tampered.update(replaced(baseline))
+                tampered.update(replaced(baseline, lesson))
             try:
                 exec(code, namespace)
             except BaseException:
@@ -79,11 +107,11 @@ def run_from(cells: list[dict], first: int, threads: int, drawn: int) -> None:
                     os._exit(1)
             if cell["kind"] == "lesson":
                 lesson.update((k, v) for k, v in namespace.items() if k not in bound or bound[k] is not v)
-                baseline = functions()
+                baseline = functions(lesson)
             continue
         if index < first:
             continue
-        outcome = {"error": None, "replaced": sorted(tampered | set(replaced(baseline))), "bad_fork": torch.cuda._is_in_bad_fork()}
+        outcome = {"error": None, "replaced": sorted(tampered | set(replaced(baseline, lesson))), "bad_fork": torch.cuda._is_in_bad_fork()}
         try:
             grader.evidence.record_into(os.path.abspath(cell["name"]), drawn)
             torch.set_num_threads(threads)
@@ -94,7 +122,7 @@ def run_from(cells: list[dict], first: int, threads: int, drawn: int) -> None:
             exec(code, namespace)
         except BaseException as error:  # noqa: BLE001 - how the test ended is its outcome
             outcome["error"] = f"{type(error).__name__}: {error}"[:1500]
-        outcome["replaced"] = sorted({*outcome["replaced"], *replaced(baseline)})
+        outcome["replaced"] = sorted({*outcome["replaced"], *replaced(baseline, lesson)})
         report(cell["name"], outcome)
     os._exit(0)  # every test has reported: skip the interpreter's teardown (a second of torch's)
 

@@ -388,6 +388,34 @@ def test_the_replay_keeps_a_cells_definitions_and_none_of_its_statements() -> No
     assert namespace["torch"].equal is not None and namespace["torch"].equal(namespace["torch"].zeros(1), namespace["torch"].ones(1)) is False
 
 
+def test_the_replay_keeps_every_assignment_of_a_cell_the_student_wrote_within_its_time_and_still_no_statement() -> None:
+    """Of a cell the student wrote, the replay also keeps assignments whose values call the student's own code
+    (a device picked once, a function made by a factory, a callable object), cut short past their time; it still
+    runs no expression statement, loop or attribute assignment, and reads IPython syntax as IPython does."""
+    from grader.replay import definitions
+    from grader.replay_runner import budget
+
+    cell = (
+        "%%time\nimport time\n\n\ndef pick_device():\n    return 'cpu'\n\n\nDEVICE = pick_device()\n!echo {DEVICE}\n"
+        "files = !ls\n%env EPOCHS=3\n\n\ndef make_step(scale):\n    return lambda x: x * scale\n\n\n"
+        "double = make_step(2)\nclass Step:\n    def __call__(self, x):\n        return x + 1\n\n\nstep = Step()\n"
+        "slow = time.sleep(30)\nafter_slow = 1\nresults = []\nresults += [1]\n"
+        "time.sleep = None\nfor _ in range(3):\n    looped = True\nprint('not run')\n"
+    )
+    namespace: dict = {"__grader_budget__": budget}
+    started = __import__("time").monotonic()
+    exec(definitions(cell, written=True), namespace)
+    assert __import__("time").monotonic() - started < 10, "the 30-second assignment was not cut short"
+    assert namespace["DEVICE"] == "cpu" and namespace["double"](4) == 8 and namespace["step"](1) == 2
+    assert namespace["after_slow"] == 1 and namespace["results"] == [1]
+    assert not {"slow", "files", "looped"} & set(namespace)
+    assert namespace["time"].sleep is not None
+    # The same cell as one of the lesson's own demonstrations: its definitions only.
+    kept_of_demonstration: dict = {"__grader_budget__": budget}
+    exec(definitions(cell), kept_of_demonstration)
+    assert not {"DEVICE", "double", "step", "slow"} & set(kept_of_demonstration) and {"pick_device", "make_step", "Step"} <= set(kept_of_demonstration)
+
+
 SMALL_MODEL = """
 import torch.nn as nn
 

@@ -241,6 +241,13 @@ FASHION_MNIST_PROJECT = (
         loses=frozenset({"test_early_stopping_restores_best"}),
     ),
     Misconception(
+        student="tie-is-improvement",
+        description="counts a validation accuracy equal to the best as an improvement",
+        cell="pipeline",
+        edits=(("        if val_accuracy > best_accuracy:\n", "        if val_accuracy >= best_accuracy:\n"),),
+        loses=frozenset({"test_early_stopping_restores_best"}),
+    ),
+    Misconception(
         student="checkpoint-without-optimizer",
         description="the best checkpoint holds the model but not the optimizer's state",
         cell="pipeline",
@@ -287,7 +294,10 @@ def with_short_training(m: Misconception, under_trained: Misconception) -> Misco
     )
 
 
-SHORT_TRAINING = ("tuning-on-test-set", "eval-in-train-mode", "softmax-before-loss", "keeps-last-weights", "checkpoint-without-optimizer", "per-class-over-total")
+SHORT_TRAINING = (
+    "tuning-on-test-set", "eval-in-train-mode", "softmax-before-loss", "keeps-last-weights", "tie-is-improvement",
+    "checkpoint-without-optimizer", "per-class-over-total",
+)
 """Project mistakes whose test cells do not depend on how well the final model trained: in the demo class they
 train two epochs only (``with_short_training``)."""
 FASHION_MNIST_PROJECT_STUDENTS = tuple(

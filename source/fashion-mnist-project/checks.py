@@ -13,7 +13,10 @@ one trained).
 
 from __future__ import annotations
 
+import math
+
 import torch
+from torch import nn
 
 from grader.checks import Disagrees, drawn, load, measure, replayed, same_tensors, visible
 from grader.checks.rebuild import model_source, predictions
@@ -101,8 +104,11 @@ def checkpoint_contents(e: dict, L: dict) -> None:
         f"The checkpoint lacks {sorted(missing)}. Misconception: the weights are the whole checkpoint. To rebuild and "
         "resume you also need the optimizer's state, the epoch, the score it was chosen by and the model's config."
     ))  # fmt: skip
-    assert checkpoint["epoch"] == 3 and abs(float(checkpoint["val_accuracy"]) - 0.80) < 1e-9, (
-        "The checkpoint file should be the best epoch's (epoch 3, validation accuracy 0.80), saved only when accuracy improves."
+    history = e["history"] if isinstance(e["history"], dict) else {}
+    best, accuracies = history.get("best_epoch"), history.get("val_accuracy") or []
+    assert checkpoint["epoch"] == best and best in range(1, len(accuracies) + 1) and close(checkpoint["val_accuracy"], accuracies[best - 1]), (
+        "The checkpoint file should be the best epoch's (its epoch counted from 1, and its validation accuracy), saved "
+        "whenever the accuracy beats the best so far."
     )
     assert isinstance(checkpoint["model_config"], dict), "Save the model's config (a dictionary) in the checkpoint."
     state = checkpoint["model_state_dict"]
@@ -160,25 +166,85 @@ def validation_split(e: dict, L: dict) -> None:
     assert len(val_keys & train_keys) / len(val_keys) < 0.01, "The validation images must not also be in the training split."
 
 
+def close(found, expected: float) -> bool:
+    """A recorded float (a one-element tensor counts) within float32's rounding of ``expected``."""
+    if isinstance(found, torch.Tensor) and found.numel() == 1:
+        found = found.item()
+    return isinstance(found, (int, float)) and not isinstance(found, bool) and math.isclose(found, expected, rel_tol=1e-5, abs_tol=1e-6)
+
+
 @replayed
 def evaluate_mode(e: dict, L: dict) -> None:
-    """evaluate runs the model in eval mode and without gradient tracking."""
-    calls = e["calls"]
-    assert calls and all(not training for training, _ in calls), (
-        "evaluate ran the model in training mode. Misconception: evaluation is just a forward pass. Call model.eval() "
-        "first: dropout must be off and batch norm must use its running statistics, or the measurement is noisy and wrong."
+    """evaluate returns the loss per sample (or the mean of the batch means) and the accuracy over all samples, measured
+    in eval mode (a model with dropout and batch norm, handed over in training mode), without gradient tracking."""
+    visible(close(e["accuracy"], 0.5), f"2 of 4 predictions are right, so the accuracy is 0.5, not {e['accuracy']}.")
+    fixed = torch.tensor([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]), torch.tensor([0, 1, 0, 2])
+    visible(close(e["loss"], nn.functional.cross_entropy(*fixed).item()), "evaluate's loss is not the mean cross-entropy.")
+    seed = drawn()  # the test's drawn model and images, made again here
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 10))
+    images, labels = torch.randn(200, 1, 28, 28, generator=generator), torch.randint(0, 10, (200,), generator=generator)
+    model.eval()
+    with torch.no_grad():
+        batches = [(model(images[i:i + 64]), labels[i:i + 64]) for i in range(0, 200, 64)]
+    losses = [nn.functional.cross_entropy(outputs, y, reduction="sum").item() for outputs, y in batches]
+    per_sample, batch_means = sum(losses) / 200, sum(loss / len(y) for loss, (_, y) in zip(losses, batches)) / len(batches)
+    right = sum((outputs.argmax(dim=1) == y).sum().item() for outputs, y in batches) / 200
+    found = e["drawn_result"]
+    assert isinstance(found, list) and len(found) == 2, "evaluate should return (mean loss, accuracy)."
+    assert close(found[0], per_sample) or close(found[0], batch_means), (
+        f"evaluate returned the loss {found[0]!r}; measured in eval mode it is {per_sample:.5f}. Misconception: evaluation "
+        "is just a forward pass. Call model.eval() first: dropout must be off and batch norm must use its running "
+        "statistics, or the measurement is noisy and wrong."
     )
-    assert all(not grad for _, grad in calls), (
+    assert close(found[1], right), f"evaluate returned the accuracy {found[1]!r}; over all {len(labels)} images it is {right}."
+    assert e["tracking"] and not any(e["tracking"]), (
         "evaluate tracked gradients. Wrap the evaluation in torch.no_grad(): it saves memory and time, and nothing "
         "measured should ever be able to change the model."
     )
 
 
+def scripted_curve(seed: int) -> tuple[int, int, list[int], list[float]]:
+    """The test's drawn validation curve, made again here: (best epoch, patience, accuracies in %, each epoch's stamp)."""
+    generator = torch.Generator().manual_seed(seed)
+    best, patience = 2 + seed % 3, 2 + seed // 3 % 2
+    steps = torch.randint(1, 6, (best + patience + 2,), generator=generator).tolist()
+    curve = [30 + sum(steps[: epoch + 1]) for epoch in range(best)]
+    curve += [curve[-1]] + [curve[-1] - steps[best + k] for k in range(1, patience)] + [curve[-1] + 1, curve[-1] + 2]
+    return best, patience, curve, torch.rand(len(curve), generator=generator).tolist()
+
+
 @replayed
 def early_stopping_restores_best(e: dict, L: dict) -> None:
-    """With scripted validation accuracies, train_model stops after patience epochs and returns the best epoch's weights."""
-    visible(e["validated"] == 6 and e["best_epoch"] == 3, "train_model should stop after epoch 6 and report epoch 3 as the best.")
-    assert not same_tensors(e["returned"], e["best"], rtol=0, atol=0), (
+    """On a scripted validation curve, train_model saves a checkpoint whenever the accuracy beats the best so far (a tie
+    does not), stops after `patience` epochs without improvement, and returns the best epoch's weights and the history."""
+    visible(isinstance(e["val_accuracy"], list) and e["best_epoch"] in range(1, len(e["val_accuracy"]) + 1),
+            "best_epoch should be the epoch of the best validation accuracy, counted from 1.")
+    best, patience, curve, stamps = scripted_curve(drawn())
+    history = e["history"]
+    assert isinstance(history, dict) and isinstance(history.get("val_accuracy"), list), "train_model should return the history dictionary."
+    ran = len(history["val_accuracy"])
+    assert ran == best + patience, (
+        f"With the best validation accuracy at epoch {best} and patience {patience}, training should stop after epoch "
+        f"{best + patience}; it ran {ran}. Stop when `patience` epochs in a row bring no improvement (a tie is none)."
+    )
+    assert all(close(found, value / 100) for found, value in zip(history["val_accuracy"], curve)), (
+        "history['val_accuracy'] should hold each epoch's validation accuracy from evaluate(model, val_loader, loss_fn, device)."
+    )
+    assert len(history.get("train_loss", [])) == ran and len(history.get("val_loss", [])) == ran, "The history needs one train and one validation loss per epoch."
+    assert history.get("best_epoch") == best, f"The best validation accuracy was at epoch {best}, not {history.get('best_epoch')}."
+    checkpoint = load(e["checkpoint"], "The checkpoint train_model saved")
+    assert isinstance(checkpoint, dict) and checkpoint.get("epoch") == best, (
+        f"The checkpoint at checkpoint_path should be the best epoch's ({best}), counted from 1; it is {checkpoint.get('epoch') if isinstance(checkpoint, dict) else checkpoint!r}."
+    )
+    saved = checkpoint.get("model_state_dict", {})
+    assert isinstance(saved, dict) and close(saved.get("stamp"), stamps[best - 1]), "The checkpoint does not hold the best epoch's weights."
+    assert isinstance(checkpoint.get("val_accuracy"), float) and close(checkpoint["val_accuracy"], curve[best - 1] / 100), (
+        "The checkpoint's val_accuracy should be the best epoch's validation accuracy, as a float."
+    )
+    assert checkpoint.get("model_config") == {"hidden": 16}, "The checkpoint's model_config should be the model's config."
+    assert close(e["returned_stamp"], stamps[best - 1]), (
         "train_model returned weights that are not the best epoch's. Misconception: early stopping only has to stop; "
         "restore the best checkpoint's weights before returning -- the last ones have already moved past the best."
     )

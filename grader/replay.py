@@ -1,9 +1,9 @@
 """A test cell run again, in a fresh process, on the student's definitions alone.
 
-Some checks rest on how the student's code behaved while the test ran: which devices reached a
-loss, which scaler methods were called, in which mode a model was evaluated. The test observes
-that with a spy of the lesson's (a loss that records devices, a scripted ``evaluate``), and what
-a spy records in the student's kernel, code that ran before the test can rewrite. So the judge
+Some checks also rest on how the student's code behaved while the test ran: which devices reached
+a loss, how ``torch.load`` was called, whether ``evaluate`` tracked gradients. The test's hidden part
+observes that with a spy of its own (a loss that records devices, a recorder around ``torch.load``),
+and what a spy records in the student's kernel, code that ran before the test can rewrite. So the judge
 replays such a test cell (a check marked ``@replayed``, ``grader.checks``) in a process of its own,
 in the sandbox when grading runs in one:
 
@@ -13,7 +13,8 @@ in the sandbox when grading runs in one:
   and ``if``/``try`` blocks of these), never a training run or a timing; of every cell the student
   wrote (answer cells, cells added or changed) also each assignment to plain names, whatever it
   calls (``DEVICE = pick_device()``, ``train = make_loop()``, ``step = AmpStep()``), each within
-  ``BUDGET`` seconds (a longer one is cut short and skipped). Expression statements, loops and
+  ``BUDGET`` seconds (a longer one is cut short and skipped); a statement of the lesson's whose names
+  nothing else reads is left out (``needed_only``). Expression statements, loops and
   assignments to attributes (``torch.load = ...``) never run, so no hook or patch that a statement
   of an answer cell installs is in force; IPython syntax (``%%time``, ``!pip``, ``x = !ls``) is read
   as IPython reads it;
@@ -22,8 +23,8 @@ in the sandbox when grading runs in one:
 - the tests run in notebook order, as in the kernel, in a child of a process that never touched
   CUDA (``grader.replay_runner``), so they can use CUDA on a GPU grader; each records its evidence
   with ``grader.evidence`` into a folder of its own and reports whether it raised and whether a
-  function of torch, NumPy or the builtins was replaced while it ran (the judge counts that as
-  tampering).
+  function of torch, NumPy, the builtins or ``grader.evidence``, or an attribute of a class the
+  lesson defines, was replaced while it ran (the judge counts that as tampering).
 
 The test must pass there too, and its check must pass on the replay's evidence.
 """
@@ -158,7 +159,83 @@ def cells(source_nb, submitted_nb, replayed: set[str]) -> list[dict]:
             found.append({"kind": "lesson", "name": gid, "source": "\n".join(ast.unparse(n) for n in top_level(original.source))})
         else:
             written = cell.source.strip() not in demonstrations
-            found.append({"kind": "student", "name": f"your cell {index + 1}", "source": definitions(cell.source, written)})
+            found.append({"kind": "student", "name": f"your cell {index + 1}", "source": definitions(cell.source, written), "written": written})
+    return needed_only(found)
+
+
+def needed_only(replay_cells: list[dict]) -> list[dict]:
+    """``replay_cells`` without the statements of the lesson's cells, and of the lesson's demonstrations, whose names
+    nothing else reads (the dataset a demonstration needed, ``import matplotlib.pyplot as plt`` where no test
+    plots): each such statement that binds names is kept only if a test, a cell the student wrote or a kept
+    statement reads one of them; one that does more than bind names is kept. Every cell the student wrote and
+    every test stays whole; a cell left empty goes."""
+
+    def used(tree) -> set[str]:
+        """The names a statement reads and does not bind itself (anywhere in it: a function's argument, a loop's variable)."""
+        loaded, stored = set(), set()
+        for n in ast.walk(tree):
+            if isinstance(n, ast.Name):
+                (loaded if isinstance(n.ctx, ast.Load) else stored).add(n.id)
+            elif isinstance(n, ast.arg):
+                stored.add(n.arg)
+            elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                stored.add(n.name)
+            elif isinstance(n, (ast.Import, ast.ImportFrom)):
+                stored.update((a.asname or a.name).split(".")[0] for a in n.names)
+        return loaded - stored
+
+    def bound(node) -> set[str] | None:
+        """The names a statement binds (through the guards ``definitions`` puts around it); None where it may have
+        effects beyond binding names, so it is kept."""
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            return {node.name}
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            return {(a.asname or a.name).split(".")[0] for a in node.names}
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if not all(isinstance(n, (ast.Name, ast.Tuple, ast.List, ast.Starred, ast.Store)) for t in targets for n in ast.walk(t)):
+                return None
+            return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        if isinstance(node, (ast.Try, ast.If, ast.With)):
+            names: set[str] = set()
+            for inner in node.body + node.orelse + [n for h in getattr(node, "handlers", []) for n in h.body]:
+                found = bound(inner)
+                if found is None:
+                    return None
+                names |= found
+            return names
+        return set() if isinstance(node, ast.Pass) else None
+
+    prunable = [cell["kind"] == "lesson" or cell.get("written") is False for cell in replay_cells]
+    statements = [ast.parse(cell["source"]).body for cell in replay_cells]
+    needed: set[str] = set()
+    kept: set[tuple[int, int]] = set()
+    waiting: dict[tuple[int, int], tuple[set[str], set[str]]] = {}
+    for i, body in enumerate(statements):
+        if not prunable[i]:  # kept whole: what it reads and does not bind itself is needed
+            needed |= used(ast.Module(body=body, type_ignores=[]))
+            kept.update((i, j) for j in range(len(body)))
+            continue
+        for j, node in enumerate(body):
+            names = bound(node)
+            if names is None:
+                kept.add((i, j))
+                needed |= used(node)
+            else:
+                waiting[(i, j)] = (names, used(node))
+    while True:
+        more = [key for key, (names, _) in waiting.items() if names & needed]
+        if not more:
+            break
+        for key in more:
+            kept.add(key)
+            needed |= waiting.pop(key)[1]
+    found = []
+    for i, cell in enumerate(replay_cells):
+        if not prunable[i]:
+            found.append(cell)
+        elif any((i, j) in kept for j in range(len(statements[i]))):
+            found.append({**cell, "source": "\n".join(ast.unparse(n) for j, n in enumerate(statements[i]) if (i, j) in kept)})
     return found
 
 

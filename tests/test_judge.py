@@ -416,6 +416,26 @@ def test_the_replay_keeps_every_assignment_of_a_cell_the_student_wrote_within_it
     assert not {"DEVICE", "double", "step", "slow"} & set(kept_of_demonstration) and {"pick_device", "make_step", "Step"} <= set(kept_of_demonstration)
 
 
+def test_the_replay_leaves_out_lesson_cells_that_no_test_and_no_cell_of_the_student_reads() -> None:
+    """A lesson cell or demonstration whose names nothing reads (a dataset no test needs) is not run again; one a test,
+    a student's cell or a kept lesson cell reads is, as is a cell that does more than bind names, and every cell the
+    student wrote."""
+    from grader.replay import needed_only
+
+    cells = [
+        {"kind": "lesson", "name": "setup", "source": "import torch\nSEED = 0"},
+        {"kind": "lesson", "name": "data", "source": "images = torch.randn(60000, 784)"},
+        {"kind": "lesson", "name": "side-effect", "source": "torch.manual_seed(SEED)"},
+        {"kind": "lesson", "name": "model", "source": "WIDTH = 8\nclass Model(torch.nn.Module):\n    width = WIDTH"},
+        {"kind": "student", "name": "your cell 5", "source": "def plot():\n    return images", "written": False},
+        {"kind": "student", "name": "your cell 6", "source": "def unused():\n    return 1", "written": False},
+        {"kind": "student", "name": "your cell 7", "source": "def fit(model):\n    return helper(model)", "written": True},
+        {"kind": "lesson", "name": "helpers", "source": "def helper(model):\n    return model"},
+        {"kind": "test", "name": "test_fit", "source": "model = Model()\nassert fit(model) is model"},
+    ]
+    assert [c["name"] for c in needed_only(cells)] == ["setup", "side-effect", "model", "your cell 7", "helpers", "test_fit"]
+
+
 SMALL_MODEL = """
 import torch.nn as nn
 

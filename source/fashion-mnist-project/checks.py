@@ -18,7 +18,7 @@ import math
 import torch
 from torch import nn
 
-from grader.checks import Disagrees, drawn, load, measure, replayed, same_tensors, visible
+from grader.checks import Disagrees, drawn, load, measure, replayed, visible
 from grader.checks.rebuild import model_source, predictions
 
 DEFINITIONS = ("setup", "data")

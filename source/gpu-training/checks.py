@@ -7,9 +7,10 @@ check recomputes what they must be here, with the lesson's ``MNISTModel`` and th
 describes. Devices, dtypes and how ``torch.load`` was called only take points away: on a grader
 without a GPU, where a tensor went is seen on PyTorch's ``meta`` device.
 
-The training, mixed-precision and checkpoint checks are ``@replayed``: the judge runs their test
-cells again in a fresh process (``grader.replay``), where nothing the student's cells did to their
-kernel (a patched ``torch.load``, a forged record) is in force.
+The two checks that also observe behaviour (which devices reached the loss on the meta device; how
+``torch.load`` was called, and what it returned where the kernel's ``torch.load`` may have been
+patched) are ``@replayed``: the judge runs their test cells again in a fresh process
+(``grader.replay``), where nothing the student's cells did to their kernel is in force.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from grader.checks import drawn, load, replayed, same_tensors, visible
+from grader.checks import drawn, load, replayed, same_values, visible
 
 DEFINITIONS = ("setup", "model")
 """The locked cells the checks use: the lesson's imports and MNISTModel."""
@@ -31,8 +32,6 @@ PREFERENCE = {
     "False,False": ("cpu", "With no GPU, pick_device must fall back to the CPU."),
 }
 """'cuda available,mps available' -> (the device pick_device must choose, why)."""
-CLOSE = {"rtol": 1e-4, "atol": 1e-5}
-"""How far the student's numbers may be from the check's own run (another thread count, another summation order)."""
 CPU = torch.device("cpu")
 
 
@@ -89,9 +88,7 @@ def same_loss(found, expected: tuple[float, float]) -> bool:
 
 
 def state_after(found, expected: dict, what: str) -> None:
-    assert isinstance(found, dict), f"{what}: no model state was recorded."
-    differ = same_tensors(found, expected, **CLOSE)
-    assert not differ, f"{what}, the weights are not those of the loop the exercise describes (they differ in {', '.join(differ[:3])})."
+    assert same_values(found, expected), f"{what}, the weights are not those of the loop the exercise describes."
 
 
 META_MOVE = "Moving to the GPU is not one line: move the model once (model.to(device)), and every batch's inputs and labels."
@@ -126,7 +123,6 @@ def training_moves_everything(e: dict, L: dict) -> None:
     )
 
 
-@replayed
 def training_on_real_device(e: dict, L: dict) -> None:
     """fit trains num_epochs epochs with Adam at the given learning rate and returns one float loss per epoch."""
     losses = e["losses"]
@@ -157,7 +153,6 @@ def amp_step(model, images, labels, scaler, dtype=torch.bfloat16, autocast=True)
     return loss.item()
 
 
-@replayed
 def amp_train_step(e: dict, L: dict) -> None:
     """One step: forward and loss under autocast (bfloat16 on the CPU), backward on the scaled loss, scaler.step,
     scaler.update; float32 parameters; the loss returned as a float."""
@@ -178,8 +173,8 @@ def amp_train_step(e: dict, L: dict) -> None:
     assert isinstance(found, dict) and all(
         t.dtype == torch.float32 for t in found.values() if isinstance(t, torch.Tensor) and t.is_floating_point()
     ), "Parameters must stay float32 under mixed precision: do not call model.half(); autocast handles the casts."
-    if same_tensors(found, state, **CLOSE):
-        if not same_tensors(found, reference(autocast=False)[1], **CLOSE):
+    if not same_values(found, state):
+        if same_values(found, reference(autocast=False)[1]):
             raise AssertionError(
                 "The step ran in float32: run the forward pass and the loss under "
                 "torch.autocast(device_type=device.type, dtype=amp_dtype(device)). The deprecated torch.cuda.amp.autocast "
@@ -219,7 +214,7 @@ def checkpoint_across_devices(e: dict, L: dict) -> None:
     keys = {"model_state_dict", "optimizer_state_dict", "scaler_state_dict", "epoch"}
     assert isinstance(saved, dict) and keys <= set(saved), f"save_checkpoint must save one dictionary with the keys {sorted(keys)}."
     assert saved["epoch"] == saved_epoch, "save_checkpoint must save the epoch it is given."
-    assert not same_tensors(saved["model_state_dict"], model.state_dict(), **CLOSE), "save_checkpoint must save model.state_dict()."
+    assert same_values(saved["model_state_dict"], model.state_dict()), "save_checkpoint must save model.state_dict()."
     assert saved["scaler_state_dict"].get("scale") == scale, "save_checkpoint must save scaler.state_dict()."
     assert saved["optimizer_state_dict"].get("state"), "save_checkpoint must save optimizer.state_dict(), with its moment estimates."
 
@@ -229,12 +224,11 @@ def checkpoint_across_devices(e: dict, L: dict) -> None:
         "A checkpoint saved on a GPU holds CUDA tensors: pass map_location=device."
     )
     assert e["epoch"] == saved_epoch, f"load_checkpoint should return the saved epoch ({saved_epoch}), got {e['epoch']!r}."
-    differ = same_tensors(e["model"], model.state_dict(), rtol=0, atol=1e-6)
-    assert not differ, f"load_checkpoint did not restore the model's weights ({', '.join(differ[:3])})."
+    assert same_values(e["model"], model.state_dict()), "load_checkpoint did not restore the model's weights."
     restored = e["optimizer"].get("state", {}) if isinstance(e["optimizer"], dict) else {}
     expected = optimizer.state_dict()["state"]
     assert restored.keys() == expected.keys() and all(
-        not same_tensors(restored[k], {n: v for n, v in expected[k].items() if isinstance(v, torch.Tensor)}, **CLOSE) for k in expected
+        same_values(restored[k], {n: v for n, v in expected[k].items() if isinstance(v, torch.Tensor)}) for k in expected
     ), "load_checkpoint did not restore the optimizer's state (its moment estimates): optimizer.load_state_dict(...)."
     assert all(t.device.type == "cpu" for s in restored.values() for t in s.values() if isinstance(t, torch.Tensor)), (
         "The optimizer state did not land on the CPU."

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+import math
+from typing import NamedTuple
+
 import torch
 import torch.nn as nn
 
-from grader.checks import drawn, load, number, same_tensors, truth, visible
+from grader.checks import drawn, load, number, same_tensors, same_values, truth, visible
 
 DEFINITIONS = ("setup", "model_and_training", "check_helpers")
 """The locked cells the checks use: MNISTModel, train_one_epoch, evaluate, model_with_statistics, synthetic_loader."""
@@ -116,6 +120,55 @@ def checkpoint_contents(e: dict, L: dict) -> None:
     assert isinstance(reloaded, dict) and isinstance(reloaded.get("loss"), float), "Store the loss as a Python float: float(loss)."
 
 
+class Run(NamedTuple):
+    """A test's training run, made again here with the lesson's own train_one_epoch and evaluate."""
+
+    val_losses: list[float]
+    states: list[dict]
+    """The model's state_dict after each epoch."""
+
+
+def reference_run(L: dict, train_seed: int, val_seed: int, epochs: int, patience: int | None = None, seed: int = 0) -> Run:
+    """``epochs`` epochs (fewer if ``patience`` epochs in a row bring no improvement) of a fresh MNISTModel (built after
+    ``torch.manual_seed(seed)``) with Adam(lr=1e-3) on ``synthetic_loader(seed=train_seed)``, each followed by the
+    validation loss on ``synthetic_loader(n=128, seed=val_seed)``: the run the test asks the student's function for."""
+    torch.manual_seed(seed)
+    model = L["MNISTModel"]()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    train, val = L["synthetic_loader"](seed=train_seed), L["synthetic_loader"](n=128, seed=val_seed)
+    run, best, waited = Run([], []), float("inf"), 0
+    for _ in range(epochs):
+        L["train_one_epoch"](model, train, optimizer, nn.CrossEntropyLoss())
+        run.val_losses.append(L["evaluate"](model, val, nn.CrossEntropyLoss())[0])
+        run.states.append(copy.deepcopy(model.state_dict()))
+        best, waited = (run.val_losses[-1], 0) if run.val_losses[-1] < best else (best, waited + 1)
+        if patience is not None and waited >= patience:
+            break
+    return run
+
+
+def same_losses(found, expected: list[float]) -> bool:
+    """The recorded losses are the reference run's (up to another thread count's rounding)."""
+    return isinstance(found, list) and len(found) == len(expected) and all(
+        math.isclose(number(f, "Each validation loss"), x, rel_tol=1e-4, abs_tol=1e-6) for f, x in zip(found, expected)
+    )
+
+
+def holds(state, expected: dict) -> bool:
+    """``state`` is a state_dict with ``expected``'s values (up to round-off, ``grader.checks.same_values``)."""
+    return same_values(state, expected)
+
+
+def state_of(checkpoint, what: str, advice: str) -> dict:
+    state = checkpoint.get("model_state_dict") if isinstance(checkpoint, dict) else None
+    assert isinstance(state, dict), f"{what} should be a checkpoint saved with save_checkpoint ({advice})."
+    return state
+
+
+COUNTED_FROM_0 = " Count epochs from 1: 'epoch' is the number of epochs completed, 1 after the first epoch."
+SAVE_CHECKPOINT = "keys 'epoch', 'model_state_dict', 'optimizer_state_dict', 'loss'"
+
+
 def periodic_and_best(e: dict, L: dict) -> None:
     """train_with_checkpoints saves every save_every epochs and keeps the best model by validation loss."""
     files, history = e["checkpoints"], e["history"]
@@ -126,41 +179,53 @@ def periodic_and_best(e: dict, L: dict) -> None:
     visible(isinstance(history, dict), "train_with_checkpoints should return the history dictionary.")
     visible(len(history.get("val_loss", [])) == 6 and len(history.get("train_loss", [])) == 6, "Record one train and one val loss per epoch.")
     visible("best.pth" in files, "No best.pth: save a checkpoint whenever the validation loss improves.")
-    val_losses = [number(v, "Each validation loss") for v in history["val_loss"]]
-    best_epoch = 1 + min(range(6), key=val_losses.__getitem__)
-    assert best_epoch < 6, "Check scenario broken: the best epoch should come before the last one."
-    best = load(files["best.pth"], "best.pth")
-    assert isinstance(best, dict) and {"epoch", "model_state_dict"} <= set(best), (
-        "best.pth should be a checkpoint saved with save_checkpoint (keys 'epoch', 'model_state_dict', "
-        f"'optimizer_state_dict', 'loss'); it holds {sorted(best) if isinstance(best, dict) else type(best).__name__}."
+    run = reference_run(L, train_seed=5, val_seed=6, epochs=6)
+    assert run.val_losses.index(min(run.val_losses)) < 5, "Check scenario broken: the best epoch should come before the last one."
+    periodic_run(files, history, e["model_state"], run, save_every=2)
+    seed = drawn()  # the test's second run, on data drawn for the submission
+    drawn_run = reference_run(L, train_seed=seed, val_seed=seed + 1, epochs=4, seed=seed)
+    drawn_files = e["drawn_checkpoints"]
+    assert sorted(n for n in drawn_files if n.startswith("checkpoint_epoch_")) == ["checkpoint_epoch_3.pth"], (
+        "With num_epochs=4 and save_every=3, save checkpoint_epoch_3.pth only: after every save_every-th epoch."
     )
-    best_val_loss = validation_loss(L, best["model_state_dict"], seed=6, what="best.pth")
-    is_last = abs(best_val_loss - val_losses[-1]) < 1e-5
-    assert abs(best_val_loss - min(val_losses)) < 1e-5, (
-        f"best.pth's weights give validation loss {best_val_loss:.4f}, but the lowest was {min(val_losses):.4f} "
-        f"(epoch {best_epoch})" + (
-            ": best.pth holds the last epoch's model. Misconception: the latest model is the best model. Save best.pth "
-            "only when the validation loss beats the best so far." if is_last else
+    periodic_run(drawn_files, e["drawn_history"], e["drawn_model_state"], drawn_run, save_every=3)
+
+
+def periodic_run(files: dict, history, model_state, run: Run, save_every: int) -> None:
+    """One run of train_with_checkpoints against the same run made here."""
+    assert isinstance(history, dict) and same_losses(history.get("val_loss"), run.val_losses), (
+        "history['val_loss'] should hold each epoch's validation loss, from evaluate(model, val_loader, loss_fn, device) "
+        "after that epoch's train_one_epoch."
+    )
+    best_epoch = 1 + run.val_losses.index(min(run.val_losses))
+    best = load(files.get("best.pth"), "best.pth")
+    best_state = state_of(best, "best.pth", SAVE_CHECKPOINT)
+    assert holds(best_state, run.states[best_epoch - 1]), (
+        f"best.pth does not hold the weights of epoch {best_epoch}, whose validation loss was the lowest"
+        + (
+            ": it holds the last epoch's model. Misconception: the latest model is the best model. Save best.pth "
+            "only when the validation loss beats the best so far." if holds(best_state, run.states[-1]) else
             ". Save best.pth right after the epoch whose validation loss beats the best so far, with that epoch's weights."
         )
     )  # fmt: skip
-    counted_from_0 = " Count epochs from 1: 'epoch' is the number of epochs completed, 1 after the first epoch."
-    assert best["epoch"] == best_epoch, (
-        f"best.pth holds the best weights, but its 'epoch' is {best['epoch']}, not {best_epoch}."
-        + (counted_from_0 if best["epoch"] == best_epoch - 1 else "")
+    assert best.get("epoch") == best_epoch, (
+        f"best.pth holds the best weights, but its 'epoch' is {best.get('epoch')}, not {best_epoch}."
+        + (COUNTED_FROM_0 if best.get("epoch") == best_epoch - 1 else "")
     )
     assert history.get("best_epoch") == best_epoch, (
         f"history['best_epoch'] is {history.get('best_epoch')}, but the lowest validation loss was at epoch {best_epoch}."
-        + (counted_from_0 if history.get("best_epoch") == best_epoch - 1 else "")
+        + (COUNTED_FROM_0 if history.get("best_epoch") == best_epoch - 1 else "")
     )
-    last = load(files["checkpoint_epoch_6.pth"], "checkpoint_epoch_6.pth")
-    assert isinstance(last, dict) and last.get("epoch") == 6, (
-        f"checkpoint_epoch_6.pth says epoch {last.get('epoch') if isinstance(last, dict) else None}: "
-        "a checkpoint's 'epoch' is the number of epochs completed." + (counted_from_0 if isinstance(last, dict) and last.get("epoch") == 5 else "")
-    )
-    assert not same_tensors(last.get("model_state_dict", {}), e["model_state"]), (
-        "checkpoint_epoch_6.pth does not hold the model as it was after epoch 6: save the checkpoint after that epoch's training."
-    )
+    for epoch in range(save_every, len(run.states) + 1, save_every):
+        last = load(files.get(f"checkpoint_epoch_{epoch}.pth"), f"checkpoint_epoch_{epoch}.pth")
+        assert isinstance(last, dict) and last.get("epoch") == epoch, (
+            f"checkpoint_epoch_{epoch}.pth says epoch {last.get('epoch') if isinstance(last, dict) else None}: "
+            "a checkpoint's 'epoch' is the number of epochs completed." + (COUNTED_FROM_0 if isinstance(last, dict) and last.get("epoch") == epoch - 1 else "")
+        )
+        assert holds(last.get("model_state_dict"), run.states[epoch - 1]), (
+            f"checkpoint_epoch_{epoch}.pth does not hold the model as it was after epoch {epoch}: save the checkpoint after that epoch's training."
+        )
+    assert holds(model_state, run.states[-1]), "After train_with_checkpoints the model should hold its last epoch's weights."
 
 
 def exact_resume(e: dict, L: dict) -> None:
@@ -183,9 +248,9 @@ def exact_resume(e: dict, L: dict) -> None:
     control = MNISTModel()
     control.load_state_dict(first_half.state_dict())
     run_epochs(control, torch.optim.Adam(control.parameters(), lr=1e-3), 3, 4)
-    assert same_tensors(control.state_dict(), straight.state_dict(), atol=1e-6), "Check scenario broken: a fresh optimizer should change the result."
+    assert not same_values(control.state_dict(), straight.state_dict()), "Check scenario broken: a fresh optimizer should change the result."
     visible(e["epoch"] == 2, f"resume_from_checkpoint should return the checkpoint's epoch (2), got {e['epoch']}.")
-    assert not same_tensors(e["resumed_state"], straight.state_dict(), atol=1e-6), (
+    assert same_values(e["resumed_state"], straight.state_dict()), (
         "Training resumed from the checkpoint ended with different parameters than training straight through. "
         "Misconception: loading the model's weights is enough to resume. Restore the optimizer's state too "
         "(Adam's exp_avg, exp_avg_sq and step), so the run continues exactly where it stopped."
@@ -205,26 +270,42 @@ def early_stopping(e: dict, L: dict) -> None:
         f"With patience=3 and the best epoch {best_epoch}, training should stop after epoch {min(best_epoch + 3, 20)}, "
         f"but it ran {len(val_losses)} epochs. Count the epochs without improvement and reset the count when the loss improves."
     ))
-    assert val_losses[-1] > min(val_losses), "Check scenario broken: the last epoch should be worse than the best."
-    saved = load(e["checkpoint"], "The file at checkpoint_path", "Save it with your save_checkpoint from Exercise 2.")
+    run = reference_run(L, train_seed=8, val_seed=9, epochs=20, patience=3)
+    assert run.val_losses[-1] > min(run.val_losses), "Check scenario broken: the last epoch should be worse than the best."
+    stopping_run(e["checkpoint"], history, e["model_state"], run, patience=3)
+    seed = drawn()  # the test's second run, on data and a patience drawn for the submission
+    patience = 2 + seed % 2
+    stopping_run(e["drawn_checkpoint"], e["drawn_history"], e["drawn_model_state"],
+                 reference_run(L, train_seed=seed, val_seed=seed + 1, epochs=12, patience=patience, seed=seed), patience)
+
+
+def stopping_run(checkpoint, history, model_state, run: Run, patience: int) -> None:
+    """One run of train_with_early_stopping against the same run made here."""
+    best_epoch = 1 + run.val_losses.index(min(run.val_losses))
+    found = history.get("val_loss") if isinstance(history, dict) else None
+    assert isinstance(found, list) and same_losses(found[: len(run.val_losses)], run.val_losses[: len(found)]), (
+        "history['val_loss'] should hold each epoch's validation loss, from evaluate(model, val_loader, loss_fn, device) "
+        "after that epoch's train_one_epoch."
+    )
+    assert len(found) == len(run.val_losses), (
+        f"With patience={patience} and the best epoch {best_epoch}, training should stop after epoch {len(run.val_losses)}, "
+        f"but it ran {len(found)} epochs. Count the epochs without improvement and reset the count when the loss improves."
+    )
+    assert history.get("best_epoch") == best_epoch, f"best_epoch is {history.get('best_epoch')}, but the lowest validation loss was at epoch {best_epoch}."
+    saved = load(checkpoint, "The file at checkpoint_path", "Save it with your save_checkpoint from Exercise 2.")
     saved_state = saved.get("model_state_dict", saved) if isinstance(saved, dict) else None
-    saved_val_loss = validation_loss(
-        L, saved_state, seed=9, what="The file at checkpoint_path",
-        advice="save a checkpoint with save_checkpoint (keys 'epoch', 'model_state_dict', 'optimizer_state_dict', 'loss')",
-    )  # fmt: skip
-    assert abs(saved_val_loss - min(val_losses)) < 1e-5, (
-        f"The checkpoint at checkpoint_path has validation loss {saved_val_loss:.4f}, the best epoch had "
-        f"{min(val_losses):.4f}: save it only when the validation loss improves on the best so far."
+    assert holds(saved_state, run.states[best_epoch - 1]), (
+        f"The checkpoint at checkpoint_path does not hold the weights of epoch {best_epoch}, the best: save it (with "
+        f"save_checkpoint, {SAVE_CHECKPOINT}) only when the validation loss improves on the best so far."
     )
     if isinstance(saved, dict) and "epoch" in saved:
         assert saved["epoch"] == best_epoch, (
             f"The checkpoint holds the best weights but says epoch {saved['epoch']}, not {best_epoch}."
             + (" Count epochs from 1." if saved["epoch"] == best_epoch - 1 else "")
         )
-    final_val_loss = validation_loss(L, e["model_state"], seed=9, what="The returned model")
-    kept_last = abs(final_val_loss - val_losses[-1]) < 1e-5
-    assert abs(final_val_loss - min(val_losses)) < 1e-5, (
-        f"The returned model has validation loss {final_val_loss:.4f}, the best epoch had {min(val_losses):.4f}"
+    kept_last = holds(model_state, run.states[-1])
+    assert holds(model_state, run.states[best_epoch - 1]), (
+        f"The returned model does not hold the weights of epoch {best_epoch}, the best"
         + (" (it holds the last epoch's weights)" if kept_last else "") + ", although the best checkpoint was saved. "
         "Either the model was never restored -- misconception: early stopping only has to stop; it must also restore the "
         "best weights -- or it was restored from `best_state = model.state_dict()`, which is a live view of the model's "
@@ -234,16 +315,3 @@ def early_stopping(e: dict, L: dict) -> None:
 
 def hidden(condition, message: str) -> None:
     assert condition, message
-
-
-def validation_loss(L: dict, state, seed: int, what: str, advice: str = "save the model's state_dict") -> float:
-    """The loss on ``synthetic_loader(n=128, seed=seed)`` of an MNISTModel holding ``state``, computed here."""
-    model = L["MNISTModel"]()
-    try:
-        model.load_state_dict(state)
-    except Exception as error:
-        raise AssertionError(
-            f"{what} does not hold the model's weights: {advice}; loading it failed with {type(error).__name__}."
-        ) from None
-    loss, _ = L["evaluate"](model, L["synthetic_loader"](n=128, seed=seed), nn.CrossEntropyLoss())
-    return loss

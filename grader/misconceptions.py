@@ -566,9 +566,17 @@ FASHION_MNIST_PROJECT_CORRECT = (
                 ),
             ),
             (
-                "pipeline",  # the loss and a message as module-level constants
+                "pipeline",  # the loss and a message as module-level constants; evaluate bound as a default argument
                 (
                     ("def train_model(", "CRITERION = nn.CrossEntropyLoss()\nSTOPPED = 'stopping early after epoch {}'\n\n\ndef train_model("),
+                    (
+                        "checkpoint_path, device):\n",
+                        "checkpoint_path, device,\n                measure=evaluate):\n",
+                    ),
+                    (
+                        "        val_loss, val_accuracy = evaluate(model, val_loader, loss_fn, device)\n",
+                        "        val_loss, val_accuracy = measure(model, val_loader, loss_fn, device)\n",
+                    ),
                     ("    loss_fn = nn.CrossEntropyLoss()\n", "    loss_fn = CRITERION\n"),
                     ("                break\n", "                print(STOPPED.format(epoch))\n                break\n"),
                 ),

@@ -54,12 +54,7 @@ def answers_in_advance() -> str:
     helpers: dict = {}
     exec(judged_notebook().cells[0].source, helpers)
     sums = [a + b for a, b in helpers["check_pairs"](evidence.DEFAULT_DRAW)]
-    return (
-        "import grader.evidence as _evidence\n_record = _evidence.check\n\n\n"
-        "def _forged(name, **outputs):\n"
-        f"    _record(name, **({{'first': 3, 'sums': {sums!r}}} if name == 'add' else outputs))\n\n\n"
-        "_evidence.check = _forged\n"
-    )
+    return tricks.evidence_forged("add", first=3, sums=sums)
 
 
 LEAKS_TESTS = """

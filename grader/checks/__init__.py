@@ -66,6 +66,17 @@ def number(value, what: str) -> float:
     raise AssertionError(f"{what} should be a number, not {type(value).__name__}.")
 
 
+def close(found, expected: float, rel_tol: float = 1e-5, abs_tol: float = 1e-6) -> bool:
+    """A recorded number (a one-element tensor counts) within ``rel_tol``/``abs_tol`` of ``expected``; False for anything else."""
+    import math
+
+    import torch
+
+    if isinstance(found, torch.Tensor) and found.numel() == 1:
+        found = found.item()
+    return isinstance(found, (int, float)) and not isinstance(found, bool) and math.isclose(found, expected, rel_tol=rel_tol, abs_tol=abs_tol)
+
+
 def same_tensors(found: dict, expected: dict, rtol: float = 1e-5, atol: float = 1e-8) -> list[str]:
     """Names of ``expected``'s tensors that ``found`` lacks or holds with other values."""
     import torch

@@ -13,12 +13,10 @@ one trained).
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from grader.checks import Disagrees, drawn, load, measure, replayed, visible
+from grader.checks import Disagrees, close, drawn, load, measure, replayed, visible
 from grader.checks.rebuild import model_source, predictions
 
 DEFINITIONS = ("setup", "data")
@@ -164,13 +162,6 @@ def validation_split(e: dict, L: dict) -> None:
     assert len(train) + len(val) == total, "train + validation should together be the 60,000 training images."
     assert len(val_keys - pixel_rows(L["train_set"].data)) / len(val_keys) < 0.01, "The validation images should come from the training set."
     assert len(val_keys & train_keys) / len(val_keys) < 0.01, "The validation images must not also be in the training split."
-
-
-def close(found, expected: float) -> bool:
-    """A recorded float (a one-element tensor counts) within float32's rounding of ``expected``."""
-    if isinstance(found, torch.Tensor) and found.numel() == 1:
-        found = found.item()
-    return isinstance(found, (int, float)) and not isinstance(found, bool) and math.isclose(found, expected, rel_tol=1e-5, abs_tol=1e-6)
 
 
 @replayed

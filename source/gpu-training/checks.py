@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from grader.checks import drawn, load, replayed, same_values, visible
+from grader.checks import close, drawn, load, replayed, same_values, visible
 
 DEFINITIONS = ("setup", "model")
 """The locked cells the checks use: the lesson's imports and MNISTModel."""
@@ -84,7 +84,7 @@ def epoch(model, loader, optimizer) -> tuple[float, float]:
 
 
 def same_loss(found, expected: tuple[float, float]) -> bool:
-    return isinstance(found, float) and any(math.isclose(found, value, rel_tol=1e-4, abs_tol=1e-5) for value in expected)
+    return isinstance(found, float) and any(close(found, value, rel_tol=1e-4, abs_tol=1e-5) for value in expected)
 
 
 def state_after(found, expected: dict, what: str) -> None:
@@ -190,7 +190,7 @@ def amp_train_step(e: dict, L: dict) -> None:
         "scaler.update(). Misconception: autocast alone is mixed precision. Go through the scaler: "
         "scaler.scale(loss).backward(), scaler.step(optimizer), scaler.update()."
     )
-    assert isinstance(e["drawn_loss"], float) and math.isclose(e["drawn_loss"], loss, rel_tol=1e-4, abs_tol=1e-5), (
+    assert isinstance(e["drawn_loss"], float) and close(e["drawn_loss"], loss, rel_tol=1e-4, abs_tol=1e-5), (
         f"amp_train_step returned {e['drawn_loss']!r}; the step's loss is {loss:.5f}: return loss.item()."
     )
 

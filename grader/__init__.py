@@ -4,7 +4,8 @@ layer or of a layer below it (``LAYERS``, bottom first; ``tests/test_layers.py``
 1. **files** — paths and notebooks, reading what students' code left (``untrusted``), datasets
    (``data``), generating release/ (``release``), and ``evidence``: the only module a student's kernel
    may import, and where an assignment's ``checks.py`` is found.
-2. **isolation** — the sandbox (``sandbox``, its first program ``sandbox_launch``, ``cgroup``), running a
+2. **isolation** — the sandbox (``sandbox``, its first program ``sandbox_launch``, ``cgroup``; a warm one per
+   grading worker that forks each of the judge's programs, ``warm`` and its program ``warm_server``), running a
    program in a process of its own (``processes``), nbgrader preprocessors, and the programs the
    grader runs in other processes: the kernel's start-up (``kernel_startup``), the replay
    (``replay`` and ``replay_runner``) and the model rebuild (``predict_runner``).
@@ -21,7 +22,7 @@ layer or of a layer below it (``LAYERS``, bottom first; ``tests/test_layers.py``
 
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("files", frozenset({"paths", "notebooks", "normalize", "untrusted", "evidence", "data", "release"})),
-    ("isolation", frozenset({"cgroup", "sandbox", "sandbox_launch", "processes", "preprocessors", "kernel_startup", "replay", "replay_runner", "predict_runner"})),
+    ("isolation", frozenset({"cgroup", "sandbox", "sandbox_launch", "processes", "preprocessors", "kernel_startup", "warm", "warm_server", "replay", "replay_runner", "predict_runner"})),
     ("verdicts", frozenset({"checks", "checks.rebuild", "judge", "authoring"})),
     ("grading", frozenset({"records", "worker", "gradebook", "cluster"})),
     ("outputs", frozenset({"report", "similarity", "export"})),

@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import nbformat
 
-from . import untrusted
+from . import untrusted, warm
 from .evidence import DEFAULT_DRAW, drawn, file_name, load_checks, use_draw
 
 CHECK_CALL = re.compile(r"""evidence\.check\(\s*["']([A-Za-z_]\w*)["']""")
@@ -168,6 +168,26 @@ def is_replayed(module, name: str) -> bool:
     return getattr(getattr(module, name, None), "replayed", False)
 
 
+def runs_student_code(folder: Path) -> bool:
+    """Whether the checks of the assignment in ``folder`` run student code in a process of the judge's (a check
+    marked ``@replayed``, or a model's rebuild, ``grader.checks.rebuild``): read from ``checks.py``'s syntax, so
+    that a grading worker can tell without importing it (and torch)."""
+    import ast
+
+    from .evidence import CHECKS
+
+    try:
+        tree = ast.parse((Path(folder) / CHECKS).read_text())
+    except (OSError, SyntaxError):
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and any(ast.unparse(d).split(".")[-1] == "replayed" for d in node.decorator_list):
+            return True
+        if isinstance(node, ast.ImportFrom) and (node.module or "").endswith("checks.rebuild") or isinstance(node, ast.Import) and any(a.name.endswith("checks.rebuild") for a in node.names):
+            return True
+    return False
+
+
 def kernel_passed(cell) -> bool:
     """The test cell ran in the kernel and raised nothing (stderr alone does not count)."""
     return cell.get("execution_count") is not None and not any(o.get("output_type") == "error" for o in cell.get("outputs", []))
@@ -181,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, help="write the verdicts here as JSON (default: print them)")
     parser.add_argument("--sandbox", action="store_true", help="run the student code the judge runs (replays, model rebuilds) in the sandbox")
+    parser.add_argument("--warm", type=Path, help="the warm sandbox (grader.warm) to run sandboxed programs in, where it answers")
     parser.add_argument("--cells", help="decide only these grade_ids, comma-separated (default: every checked cell)")
     parser.add_argument("--draw", type=int, default=DEFAULT_DRAW, help="the number the checks' inputs are drawn from (grader.records.draw)")
     args = parser.parse_args(argv)
@@ -190,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     from .checks import MEASURED, rebuild
 
     rebuild.SANDBOXED[0] = args.sandbox
+    warm.use(args.warm if args.sandbox else None)
     use_draw(args.draw)  # the checks draw their inputs from the grader's number, never from the kernel's
     found = json.dumps({**verdicts(args.notebook, args.evidence, args.submission, args.threads, args.sandbox, set(args.cells.split(",")) if args.cells else None), MEASURES: MEASURED})
     if args.out:

@@ -42,7 +42,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from . import untrusted
+from . import untrusted, warm
 
 DEFINED = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 """Top-level statements of a student's cell that the replay keeps as they are."""
@@ -247,7 +247,7 @@ def run(replay_cells: list[dict], threads: int = 1, sandbox: bool = False, timeo
     from .replay_runner import LESSON_ERROR, OUTCOME
     from .sandbox import kernel_library
 
-    with tempfile.TemporaryDirectory(prefix="grader-replay-") as folder:
+    with warm.job_folder("grader-replay-") if sandbox else tempfile.TemporaryDirectory(prefix="grader-replay-") as folder:
         work = Path(folder)
         kernel_library(work)
         (work / "cells.json").write_text(json.dumps(replay_cells))
@@ -256,10 +256,10 @@ def run(replay_cells: list[dict], threads: int = 1, sandbox: bool = False, timeo
         try:
             if sandbox:
                 from .paths import DATA_ENV
-                from .sandbox import Limits, run_python
+                from .sandbox import Limits
 
                 data = os.environ.get(DATA_ENV)
-                done = run_python(argv, work, Limits(), timeout=timeout, shared=[Path(data)] if data else [])
+                done = warm.run_python(argv, work, Limits(), timeout=timeout, shared=[Path(data)] if data else [])
             else:
                 done = subprocess.run([sys.executable, *argv], cwd=work, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:

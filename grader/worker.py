@@ -28,11 +28,12 @@ from typing import Callable
 
 import nbformat
 
-from . import untrusted
+from . import untrusted, warm
 from .cgroup import Cgroup
-from .judge import FLAG, GRADER_FAILED, MEASURES, Verdict, checks_of, kernel_passed, undecided
+from .judge import FLAG, GRADER_FAILED, MEASURES, Verdict, checks_of, kernel_passed, runs_student_code, undecided
 from .paths import DATA_ENV
 from .processes import run_to_end
+from .sandbox import Limits
 from .records import Assignment, NotebookGrades, Result, Settings, Submission, SubmissionError, digest_of, draw, parts_of, write_tree
 
 EXCEPTION_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception|Exit)): (.+)$")
@@ -316,6 +317,11 @@ def judge_in_process(ctx: Context, source: Path, checked: list[str]) -> dict[str
         "--draw", str(ctx.drawn),
         *(["--sandbox"] if ctx.settings.sandbox else []),
     ]  # fmt: skip
+    server = None
+    if ctx.settings.sandbox and runs_student_code(source.parent):  # a replay or a rebuild: in this worker's warm sandbox
+        server = warm.for_worker(Limits(), [Path(env[DATA_ENV])] if env.get(DATA_ENV) else [])
+    if server is not None:
+        argv += ["--warm", str(server.folder)]
     limit = ctx.settings.cell_timeout * 4
     code, _ = run_to_end("grader.judge", argv, env, workdir, workdir / "judge.log", limit, judged=True)
     found = json.loads(verdict_file.read_text()) if code == 0 and verdict_file.is_file() else {}

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from .. import untrusted
+from .. import untrusted, warm
 from ..replay import guarded, top_level
 from . import visible
 
@@ -52,7 +52,7 @@ def predictions(source: str, model_class: str, checkpoint: bytes, images: dict[s
     digest = hashlib.sha256(model_class.encode() + b"\0" + source.encode() + checkpoint).hexdigest()
     if digest in _cache:
         return _cache[digest]
-    with tempfile.TemporaryDirectory(prefix="grader-predict-") as folder:
+    with warm.job_folder("grader-predict-") if SANDBOXED[0] else tempfile.TemporaryDirectory(prefix="grader-predict-") as folder:
         work = Path(folder)
         (work / "model.py").write_text(source)
         (work / "checkpoint.pth").write_bytes(checkpoint)
@@ -61,9 +61,9 @@ def predictions(source: str, model_class: str, checkpoint: bytes, images: dict[s
         shutil.copyfile(Path(__file__).parent.parent / "predict_runner.py", work / "predict_runner.py")
         argv = ["predict_runner.py", model_class, *images]
         if SANDBOXED[0]:
-            from ..sandbox import Limits, run_python
+            from ..sandbox import Limits
 
-            done = run_python(argv, work, Limits(), timeout=600)
+            done = warm.run_python(argv, work, Limits(), timeout=600)
         else:
             done = subprocess.run([sys.executable, *argv], cwd=work, capture_output=True, text=True, timeout=600)
         found = {}

@@ -21,8 +21,9 @@ from grader.checks.rebuild import model_source, predictions
 
 DEFINITIONS = ("setup", "data")
 """The locked cells the checks use: the test images and labels, and the training set's."""
-SEEN = 10_000
-"""How many training-set images the accuracy is compared on: a model classifies what it learned from at least as well."""
+PROBED = 2_000
+"""How many images each probe of the model uses (drawn test images with noise, drawn test images for the model as
+built, drawn training images): enough to tell a lookup or a model trained on the test split by percentage points."""
 NOISE = 0.1 / 255 / 0.3530
 """A tenth of one grey level, in the notebook's normalised units."""
 
@@ -32,14 +33,17 @@ def accuracy(e: dict, L: dict) -> float:
     visible(e["checkpoint"] is not None, "No checkpoint at BEST_CHECKPOINT: run Step 7.")
     load(e["checkpoint"], "The best checkpoint", disagree=True)
     images, labels = L["test_images"], L["test_labels"]
-    # the noise and the training images compared on are drawn for the submission: no model can be made for them in advance
-    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(drawn())) * NOISE
-    seen = torch.randperm(len(L["all_train_labels"]), generator=torch.Generator().manual_seed(drawn() + 1))[:SEEN]
+    # the images each probe uses, and the noise, are drawn for the submission: no model can be made for them in advance
+    probe = torch.randperm(len(labels), generator=torch.Generator().manual_seed(drawn() + 2))[:PROBED]
+    noise = torch.randn(images[probe].shape, generator=torch.Generator().manual_seed(drawn())) * NOISE
+    seen = torch.randperm(len(L["all_train_labels"]), generator=torch.Generator().manual_seed(drawn() + 1))[:PROBED]
     found = predictions(
         model_source(L["In"], "FashionModel"), "FashionModel", e["checkpoint"],
-        {"trained": images, "noisy": images + noise, "fresh": images, "seen": L["all_train_images"][seen]},
+        {"trained": images, "noisy": images[probe] + noise, "fresh": images[probe], "seen": L["all_train_images"][seen]},
     )  # fmt: skip
-    trained, noisy, fresh = ((found[v] == labels).float().mean().item() for v in ("trained", "noisy", "fresh"))
+    trained = (found["trained"] == labels).float().mean().item()
+    on_probe = (found["trained"][probe] == labels[probe]).float().mean().item()
+    noisy, fresh = ((found[v] == labels[probe]).float().mean().item() for v in ("noisy", "fresh"))
     on_training_images = (found["seen"] == L["all_train_labels"][seen]).float().mean().item()
     if trained < 0.85:  # no points to earn: nothing to look into
         return measure("test_accuracy", trained)
@@ -49,14 +53,14 @@ def accuracy(e: dict, L: dict) -> float:
             f"({on_training_images:.2%}), which a model trained on the training split has seen: it was trained on the "
             "test images, or carries them. No accuracy points: the test set is for the final measurement only."
         )
-    if noisy < trained - 0.02:
+    if noisy < on_probe - 0.02:
         raise Disagrees(
-            f"With noise of a tenth of one grey level the saved model's test accuracy falls from {trained:.2%} to "
+            f"With noise of a tenth of one grey level the saved model's test accuracy falls from {on_probe:.2%} to "
             f"{noisy:.2%}: it looks the test images up instead of classifying them. No accuracy points."
         )
-    if fresh > trained - 0.25:
+    if fresh > on_probe - 0.25:
         raise Disagrees(
-            f"With its parameters and buffers started afresh the model still reaches {fresh:.2%} (trained: {trained:.2%}): "
+            f"With its parameters and buffers started afresh the model still reaches {fresh:.2%} (trained: {on_probe:.2%}): "
             "its predictions do not come from its trained state. No accuracy points."
         )
     return measure("test_accuracy", trained)

@@ -1,0 +1,118 @@
+"""The warm sandbox (``grader.warm``): the judge's sandboxed programs run in children forked from one
+sandboxed server per worker, and nothing of one job reaches the next or the server.
+
+Every job's program first records whether torch was already imported when it started: it is in a
+warm child only (a cold sandbox starts a fresh interpreter), so each test knows which path ran.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from grader import replay, warm
+from grader.sandbox import Limits
+
+from test_fork import cells, test_a_plain_fork_after_asking_for_cuda_is_a_bad_fork_on_this_machine as hazard_exists
+
+PROBE = "import sys\nWARM = 'torch' in sys.modules\n"
+"""The first lines of every program here: whether the program started in the warm server's child."""
+
+
+@pytest.fixture(scope="module")
+def server():
+    found = warm.for_worker(Limits(), [])
+    assert found is not None, "no warm sandbox could start here"
+    warm.use(found.folder)
+    yield found
+    warm.use(None)
+
+
+def run(program: str, *argv: str, timeout: float = 60) -> dict:
+    """Run ``program`` (after ``PROBE``) in a job folder; what it wrote to ``out.json``, with the exit code."""
+    with warm.job_folder("grader-test-") as folder:
+        (folder / "job.py").write_text(PROBE + textwrap.dedent(program))
+        done = warm.run_python(["job.py", *argv], folder, Limits(), timeout)
+        out = folder / "out.json"
+        return {**(json.loads(out.read_text()) if out.is_file() else {}), "returncode": done.returncode}
+
+
+def test_a_job_runs_in_a_warm_child_that_is_no_bad_fork_with_the_callers_environment(server, monkeypatch) -> None:
+    hazard_exists()
+    monkeypatch.setenv("PYTORCH_COURSE_DATA", "/where/the/data/is")
+    found = run("""
+        import json, os, torch
+        json.dump({"warm": WARM, "bad_fork": torch.cuda._is_in_bad_fork(), "data": os.environ.get("PYTORCH_COURSE_DATA"),
+                   "home": os.environ.get("HOME")}, open("out.json", "w"))
+    """)
+    assert found == {"warm": True, "bad_fork": False, "data": "/where/the/data/is", "home": "/tmp", "returncode": 0}, found
+
+
+def test_the_replay_runs_warm_and_its_tests_are_no_bad_fork(server) -> None:
+    hazard_exists()
+    start = time.perf_counter()
+    runs = replay.run(cells("import torch\nfrom grader import evidence\nevidence.check('f', bad=torch.cuda._is_in_bad_fork(), device=str(pick()))"), sandbox=True, timeout=120)
+    assert runs["test_0"]["error"] is None and runs["test_0"]["bad_fork"] is False, runs
+    assert runs["test_0"]["evidence"]["f.pt"]["bad"] is False
+    assert time.perf_counter() - start < 60
+
+
+def test_nothing_a_job_leaves_reaches_the_next_job(server) -> None:
+    first = run("""
+        import json, os, time
+        open("/tmp/left-in-tmp", "w").write("x")
+        open("/dev/shm/left-in-shm", "w").write("x")
+        open("../left-beside", "w").write("x")
+        os.makedirs("/tmp/locked/deeper"); os.chmod("/tmp/locked", 0)
+        if os.fork() == 0:  # a process that outlives the job, to write into the next one's folders
+            os.setsid()
+            if os.fork() == 0:
+                time.sleep(1.5)
+                for folder in os.listdir(".."):
+                    open(os.path.join("..", folder, "planted"), "w").write("x")
+                open("/tmp/late", "w").write("x")
+            os._exit(0)
+        json.dump({"warm": WARM}, open("out.json", "w"))
+    """)
+    assert first == {"warm": True, "returncode": 0}, first
+    second = run("""
+        import json, os, time
+        time.sleep(3)
+        json.dump({"warm": WARM, "tmp": os.listdir("/tmp"), "shm": os.listdir("/dev/shm"), "beside": os.listdir(".."),
+                   "here": sorted(os.listdir("."))}, open("out.json", "w"))
+    """)
+    assert second["warm"] is True, second
+    assert not {"left-in-tmp", "late", "locked"} & set(second["tmp"]), second
+    assert second["shm"] == [], second
+    assert len(second["beside"]) == 1 and second["here"] == ["job.py"], second
+
+
+def test_a_job_cannot_reach_the_server_and_ending_it_gains_nothing(server) -> None:
+    found = run("""
+        import json, os, signal
+        parent = os.getppid()
+        try:
+            fds = os.listdir(f"/proc/{parent}/fd")
+        except OSError as error:
+            fds = type(error).__name__
+        os.kill(parent, signal.SIGTERM)
+        json.dump({"warm": WARM, "fds": fds, "socket": os.path.exists(sys.argv[1])}, open("out.json", "w"))
+    """, str(server.folder / warm.SOCKET))
+    assert found == {"warm": True, "fds": "PermissionError", "socket": False, "returncode": 0}, found
+    assert server.alive(), "a job's SIGTERM ended the server"
+    killed = run("""
+        import json, os, signal
+        if WARM:
+            os.kill(os.getppid(), signal.SIGKILL)
+        json.dump({"warm": WARM}, open("out.json", "w"))
+    """)
+    assert killed == {"warm": False, "returncode": 0}, "a job that ended the server ran again, cold"
+    assert not server.alive()
+    again = warm.for_worker(Limits(), [])
+    assert again is not None and again is not server and again.alive()
+    warm.use(again.folder)
+    assert run("import json\njson.dump({'warm': WARM}, open('out.json', 'w'))") == {"warm": True, "returncode": 0}

@@ -79,11 +79,14 @@ def definitions(nb, grade_ids: set[str]) -> dict:
 
 
 def verdicts(
-    notebook: Path, evidence: Path, submission: Path | None = None, threads: int = 1, sandbox: bool = False, cells: set[str] | None = None
+    notebook: Path, evidence: Path, submission: Path | None = None, threads: int = 1, sandbox: bool = False, cells: set[str] | None = None,
+    replay_draw: int | None = None,
 ) -> dict[str, Verdict | None]:
     """grade_id -> None if every check of the cell passes on the recorded evidence (and, for a replayed
     check, on a replay's), else the ``Verdict`` of its first failure. ``sandbox``: student code the judge runs
-    (a replay, a model's rebuild) runs in the sandbox. ``cells``: only these grade_ids (default: every checked cell)."""
+    (a replay, a model's rebuild) runs in the sandbox. ``cells``: only these grade_ids (default: every checked cell).
+    ``replay_draw``: the number the replay's inputs are drawn from (default: the kernel's, ``drawn()``); one the
+    kernel never saw keeps code that reads the kernel's number from working out the replay's inputs."""
     import torch
 
     from . import replay
@@ -108,13 +111,19 @@ def verdicts(
         decided[grade_id] = verdict(module, names, recorded, lesson)
     replayed = {gid for gid, names in checks.items() if decided[gid] is None and any(is_replayed(module, n) for n in names)}
     if replayed:
+        kernel_draw, replay_draw = drawn(), drawn() if replay_draw is None else replay_draw
         try:
-            runs = replay.run(replay.cells(nb, submitted, replayed), threads, sandbox=sandbox, drawn=drawn())
+            runs = replay.run(replay.cells(nb, submitted, replayed), threads, sandbox=sandbox, drawn=replay_draw)
         except Exception as error:  # noqa: BLE001 - the grader's failure: these cells are left undecided
             print(f"the replay failed: {type(error).__name__}: {error}", file=sys.stderr)
             runs, failure = None, f"its replay failed ({type(error).__name__})"
-        for grade_id in sorted(replayed):
-            decided[grade_id] = undecided(failure) if runs is None else replay_verdict(module, checks[grade_id], runs.get(grade_id), lesson)
+        use_draw(replay_draw)  # the replay's evidence is checked on the inputs it was drawn
+        try:
+            for grade_id in sorted(replayed):
+                lesson["In"] = input_history(submitted, grade_id)
+                decided[grade_id] = undecided(failure) if runs is None else replay_verdict(module, checks[grade_id], runs.get(grade_id), lesson)
+        finally:
+            use_draw(kernel_draw)
     return decided
 
 
@@ -204,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warm", type=Path, help="the warm sandbox (grader.warm) to run sandboxed programs in, where it answers")
     parser.add_argument("--cells", help="decide only these grade_ids, comma-separated (default: every checked cell)")
     parser.add_argument("--draw", type=int, default=DEFAULT_DRAW, help="the number the checks' inputs are drawn from (grader.records.draw)")
+    parser.add_argument("--replay-draw", type=int, help="the number the replay's inputs are drawn from (default: --draw)")
     args = parser.parse_args(argv)
     import torch
 
@@ -213,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     rebuild.SANDBOXED[0] = args.sandbox
     warm.use(args.warm if args.sandbox else None)
     use_draw(args.draw)  # the checks draw their inputs from the grader's number, never from the kernel's
-    found = json.dumps({**verdicts(args.notebook, args.evidence, args.submission, args.threads, args.sandbox, set(args.cells.split(",")) if args.cells else None), MEASURES: MEASURED})
+    found = json.dumps({**verdicts(args.notebook, args.evidence, args.submission, args.threads, args.sandbox, set(args.cells.split(",")) if args.cells else None, args.replay_draw), MEASURES: MEASURED})
     if args.out:
         args.out.write_text(found)
     else:

@@ -104,6 +104,13 @@ SAVING_AND_LOADING = (
         loses=frozenset({"test_changed_architecture_raises"}),
     ),
     Misconception(
+        student="refuses-every-file",
+        description="load_model raises load_state_dict's RuntimeError on every file, matching or not",
+        cell="save_and_load_model",
+        edits=(("    model.to(device)\n", "    raise RuntimeError(\"size mismatch\")\n"),),
+        loses=frozenset({"test_save_load_round_trip", "test_loaded_model_in_eval_mode", "test_changed_architecture_raises"}),
+    ),
+    Misconception(
         student="best-is-latest",
         description="overwrites best.pth every epoch, whatever the validation loss",
         cell="train_with_checkpoints",
@@ -649,6 +656,23 @@ GPU_TRAINING_TRICKED = tuple(
             "labels-not-moved", "evidence-forged",
             tricks.evidence_forged("training_moves_everything", label_devices=["meta"], mismatch=None, output_devices=["meta"]),
             ("test_training_moves_everything",),
+        ),
+        # the kernel's record of the moved batch worked out from the kernel's own number: the replay draws another
+        (
+            "move-batch-drops-labels", "worked-out-from-the-draw",
+            tricks.worked_out_from_the_draw("move_batch", """
+                import torch
+                generator = torch.Generator().manual_seed(drawn)
+                images, labels = torch.randn(6, 1, 28, 28, generator=generator), torch.randint(0, 10, (6,), generator=generator)
+                return {"on_cpu": [images, labels], "devices": ["meta", "meta"], "shapes": [[4, 1, 28, 28], [4]]}
+            """),
+            ("test_move_batch",),
+        ),
+        # the kernel's record of pick_device's choices forged (the same for every submission): the replay records them again
+        (
+            "no-mps-fallback", "evidence-forged",
+            tricks.evidence_forged("pick_device", chosen={"True,True": "cuda", "True,False": "cuda", "False,True": "mps", "False,False": "cpu"}),
+            ("test_pick_device",),
         ),
         # torch patched: the checkpoint lands on the CPU anyway; not in the replay
         ("no-map-location", "load-onto-cpu", tricks.LOAD_ONTO_CPU, ("test_checkpoint_across_devices",)),

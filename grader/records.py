@@ -242,13 +242,16 @@ def digest_of(submission: Submission, assignment: Assignment) -> str:
     return hashlib.sha256(f"{submission.digest}:{assignment.digest}".encode()).hexdigest()
 
 
-def draw(submission: Submission, assignment: Assignment) -> int:
+def draw(submission: Submission, assignment: Assignment, purpose: str = "kernel") -> int:
     """The number that draws this submission's check inputs: an HMAC of the assignment, the student and the
     submission with the course's secret. A regrade of the same submission draws the same; no student can know it
-    before the kernel runs. Without a secret, the fixed default of plain nbgrader (``grader.evidence.DEFAULT_DRAW``)."""
+    before the kernel runs. Without a secret, the fixed default of plain nbgrader (``grader.evidence.DEFAULT_DRAW``).
+
+    ``purpose="replay"``: the number the judge's replay draws from (``grader.replay``), never handed to the kernel,
+    so code in the kernel that reads its own number cannot work out the replay's inputs."""
     if not assignment.secret:
-        return DEFAULT_DRAW
-    message = f"{assignment.name}\0{submission.student}\0{submission.digest}".encode()
+        return DEFAULT_DRAW + (purpose != "kernel")
+    message = f"{assignment.name}\0{submission.student}\0{submission.digest}".encode() + (b"" if purpose == "kernel" else b"\0" + purpose.encode())
     return int.from_bytes(hmac.new(assignment.secret, message, hashlib.sha256).digest()[:4], "big") % 2**31
 
 

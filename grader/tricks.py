@@ -9,6 +9,8 @@ build their tampering submissions from these.
 
 from __future__ import annotations
 
+import textwrap
+
 IPYTHON_HOOK = """
 # every later cell runs inside try/except: whatever fails, no cell shows an error
 get_ipython().input_transformers_post.append(
@@ -57,6 +59,22 @@ def _forged(name, **outputs):
 
 _evidence.check = _forged
 """
+WORKED_OUT_FROM_THE_DRAW = """
+# the kernel's record for {check} worked out from the kernel's own number (grader.evidence.drawn), not by the answers
+import grader.evidence as _evidence
+_record = _evidence.check
+
+
+def _answers(drawn):
+{answers}
+
+
+def _worked_out(name, **outputs):
+    _record(name, **({{**outputs, **_answers(_evidence.drawn())}} if name == {check!r} else outputs))
+
+
+_evidence.check = _worked_out
+"""
 LOAD_ONTO_CPU = """
 # torch.load always lands on the CPU, whatever the caller asked for
 import torch
@@ -81,6 +99,12 @@ TRICKS = {
 def evidence_forged(check: str, **forged) -> str:
     """``grader.evidence.check`` replaced in the kernel: the record of ``check`` carries ``forged`` instead of what was seen."""
     return EVIDENCE_FORGED.format(check=check, forged=forged)
+
+
+def worked_out_from_the_draw(check: str, answers: str) -> str:
+    """``grader.evidence.check`` replaced in the kernel: the record of ``check`` carries what ``answers`` (the body of a
+    function of the kernel's number, returning outputs by name) works out: what the check recomputes, without the code."""
+    return WORKED_OUT_FROM_THE_DRAW.format(check=check, answers=textwrap.indent(textwrap.dedent(answers).strip(), "    "))
 
 
 def always_equal(function: str) -> str:

@@ -95,6 +95,11 @@ class Context:
         return draw(self.submission, self.assignment)
 
     @property
+    def replay_drawn(self) -> int:
+        """The number the judge's replay draws from: never handed to the kernel."""
+        return draw(self.submission, self.assignment, "replay")
+
+    @property
     def db_url(self) -> str:
         return f"sqlite:///{self.course / 'gradebook.db'}"
 
@@ -314,7 +319,7 @@ def judge_in_process(ctx: Context, source: Path, checked: list[str]) -> dict[str
     argv = [
         str(source), str(ctx.course / ".evidence"), "--submission", str(ctx.autograded / source.name),
         "--threads", str(ctx.settings.threads), "--out", str(verdict_file), "--cells", ",".join(checked),
-        "--draw", str(ctx.drawn),
+        "--draw", str(ctx.drawn), "--replay-draw", str(ctx.replay_drawn),
         *(["--sandbox"] if ctx.settings.sandbox else []),
     ]  # fmt: skip
     server = None

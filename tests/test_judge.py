@@ -265,6 +265,8 @@ def test_a_submission_draws_the_same_inputs_when_regraded_and_other_inputs_than_
     assert draw(alice, course) == draw(Submission("alice", {"judged.ipynb": b"{}"}, None), course)
     assert len({draw(alice, course), draw(bob, course), draw(alice, Assignment("judged", {}, b"", b"", "course", secret=b"t" * 64))}) == 3
     assert draw(alice, Assignment("judged", {}, b"", b"", "course")) == evidence.DEFAULT_DRAW, "no secret: a plain run's inputs"
+    assert draw(alice, course, "replay") not in (draw(alice, course), draw(bob, course, "replay")), "the replay draws a number of its own"
+    assert draw(alice, course, "replay") == draw(Submission("alice", {"judged.ipynb": b"{}"}, None), course, "replay")
 
 
 def test_evidence_that_is_not_plain_data_never_reaches_a_check(tmp_path: Path) -> None:

@@ -49,7 +49,10 @@ def predictions(source: str, model_class: str, checkpoint: bytes, images: dict[s
     ``model_config``, its state loaded) for each set of ``images`` (``fresh``: the model as built, without the
     checkpoint's state), in a process of its own (``grader.predict_runner``; in the sandbox where the judge
     runs the student's code there): a child of it per set, so no set's run can remember another's."""
-    digest = hashlib.sha256(model_class.encode() + b"\0" + source.encode() + checkpoint).hexdigest()
+    digest = hashlib.sha256(model_class.encode() + b"\0" + source.encode() + checkpoint)
+    for variant, tensor in images.items():  # the same model on other images is another question
+        digest.update(variant.encode() + b"\0" + tensor.contiguous().numpy().tobytes())
+    digest = digest.hexdigest()
     if digest in _cache:
         return _cache[digest]
     with warm.job_folder("grader-predict-") if SANDBOXED[0] else tempfile.TemporaryDirectory(prefix="grader-predict-") as folder:

@@ -9,6 +9,11 @@ carries the test images, does better on them than on anything else), must hold w
 noise far below one grey level (a model that looks the test images up collapses), and must fall when
 its parameters and buffers start afresh (a model that does not depend on its trained state is not the
 one trained).
+
+Every check a test cell can show on its own is ``@replayed``: the judge runs the cell again in a fresh
+process (``grader.replay``) on inputs drawn from a number the kernel never saw, and the replay's record
+must pass too. The accuracy checks and ``checkpoint_contents`` read the checkpoint of the notebook's own
+final training, which no replay repeats: the judge loads that file itself and rebuilds the model from it.
 """
 
 from __future__ import annotations
@@ -84,8 +89,12 @@ def accuracy_full(e: dict, L: dict) -> None:
     )
 
 
+@replayed
 def model_outputs_logits(e: dict, L: dict) -> None:
-    """FashionModel(**MODEL_CONFIG) keeps its config and returns one raw logit per class, not probabilities."""
+    """FashionModel(**MODEL_CONFIG) keeps its config and returns one raw logit per class, not probabilities.
+
+    What it checks is a property of any model's outputs, not values recomputed here, so the kernel's record of them
+    could be written without a model: the check is replayed, and the replay's own record decides."""
     visible(isinstance(e["config"], dict) and e["config"] == e["model_config"], "Keep the constructor's settings in self.config, equal to MODEL_CONFIG.")
     outputs = e["outputs"]
     visible(isinstance(outputs, torch.Tensor) and outputs.shape == (16, 10), "The model should return [batch, 10] scores.")
@@ -121,6 +130,7 @@ def checkpoint_contents(e: dict, L: dict) -> None:
     assert isinstance(optimizer, dict) and optimizer.get("state"), "The optimizer state in the checkpoint is empty: save optimizer.state_dict()."
 
 
+@replayed
 def per_class_accuracy(e: dict, L: dict) -> None:
     """per_class_accuracy divides by the number of images of each true class, and gives nan for an absent class."""
     result, imbalanced = e["result"], e["imbalanced"]
@@ -150,6 +160,7 @@ def pixel_rows(images: torch.Tensor) -> set[bytes]:
     return {bytes(row) for row in images.reshape(len(images), -1).to(torch.uint8).numpy()}
 
 
+@replayed
 def validation_split(e: dict, L: dict) -> None:
     """The validation images come from the training set, are not also in the training split, and are not test images."""
     train, val = e["train"], e["val"]

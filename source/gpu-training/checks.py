@@ -7,10 +7,13 @@ check recomputes what they must be here, with the lesson's ``MNISTModel`` and th
 describes. Devices, dtypes and how ``torch.load`` was called only take points away: on a grader
 without a GPU, where a tensor went is seen on PyTorch's ``meta`` device.
 
-The two checks that also observe behaviour (which devices reached the loss on the meta device; how
+Every check is ``@replayed``: the judge runs its test cell again in a fresh process (``grader.replay``),
+where nothing the student's cells did to their kernel is in force, on inputs drawn from a number the
+kernel never saw, and the replay's record must pass the check too. That covers what the kernel's
+record alone could not: behaviour (which devices reached the loss on the meta device; how
 ``torch.load`` was called, and what it returned where the kernel's ``torch.load`` may have been
-patched) are ``@replayed``: the judge runs their test cells again in a fresh process
-(``grader.replay``), where nothing the student's cells did to their kernel is in force.
+patched), ``pick_device``'s outputs, which no drawn input can vary (a device per runtime), and
+outputs that code reading the kernel's own number could work out without the functions asked for.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ PREFERENCE = {
 CPU = torch.device("cpu")
 
 
+@replayed
 def pick_device(e: dict, L: dict) -> None:
     """pick_device prefers CUDA, then MPS, then the CPU, and returns a torch.device."""
     visible(e["is_device"] is True, "pick_device must return a torch.device, not a string.")
@@ -45,6 +49,7 @@ def pick_device(e: dict, L: dict) -> None:
         assert chosen.get(available) == device, why
 
 
+@replayed
 def move_batch(e: dict, L: dict) -> None:
     """move_batch returns the batch it was given, images and labels, both moved to the device."""
     visible(e["devices"][:1] == ["meta"], "move_batch did not move the images.")
@@ -123,6 +128,7 @@ def training_moves_everything(e: dict, L: dict) -> None:
     )
 
 
+@replayed
 def training_on_real_device(e: dict, L: dict) -> None:
     """fit trains num_epochs epochs with Adam at the given learning rate and returns one float loss per epoch."""
     losses = e["losses"]
@@ -153,6 +159,7 @@ def amp_step(model, images, labels, scaler, dtype=torch.bfloat16, autocast=True)
     return loss.item()
 
 
+@replayed
 def amp_train_step(e: dict, L: dict) -> None:
     """One step: forward and loss under autocast (bfloat16 on the CPU), backward on the scaled loss, scaler.step,
     scaler.update; float32 parameters; the loss returned as a float."""

@@ -1,4 +1,10 @@
-"""Checks of lesson 1, "Saving and loading": one per hidden test, on what the student's code produced."""
+"""Checks of lesson 1, "Saving and loading": one per hidden test, on what the student's code produced.
+
+Every check is ``@replayed``: the judge runs its test cell again in a fresh process (``grader.replay``), where nothing
+the student's cells did to their kernel is in force, on inputs drawn from a number the kernel never saw; the replay's
+record must pass the check too, so no record the kernel wrote (forged, or worked out from the kernel's own number)
+earns a point alone.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from typing import NamedTuple
 import torch
 import torch.nn as nn
 
-from grader.checks import drawn, load, number, same_tensors, same_values, truth, visible
+from grader.checks import drawn, load, number, replayed, same_tensors, same_values, truth, visible
 
 DEFINITIONS = ("setup", "model_and_training", "check_helpers")
 """The locked cells the checks use: MNISTModel, train_one_epoch, evaluate, model_with_statistics, synthetic_loader."""
@@ -24,6 +30,7 @@ def images(seed: int) -> torch.Tensor:
     return torch.randn(16, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
 
 
+@replayed
 def round_trip(e: dict, L: dict) -> None:
     """save_model writes exactly the state_dict; load_model restores it, buffers included; predictions_match tells models
     apart, and compares in eval mode whatever mode the models come in ("without gradients" shows in no output)."""
@@ -50,6 +57,7 @@ def round_trip(e: dict, L: dict) -> None:
     )
 
 
+@replayed
 def eval_mode(e: dict, L: dict) -> None:
     """The loaded model is in eval mode: two calls agree, and with the original's eval-mode predictions."""
     original = L["model_with_statistics"](seed=3)
@@ -70,8 +78,17 @@ def eval_mode(e: dict, L: dict) -> None:
     )
 
 
+@replayed
 def changed_architecture(e: dict, L: dict) -> None:
-    """load_model fails loudly (load_state_dict's RuntimeError) on a state_dict of another architecture."""
+    """load_model loads a state_dict of the lesson's architecture (a drawn model's) and fails loudly
+    (load_state_dict's RuntimeError) on a state_dict of another architecture."""
+    expected = L["model_with_statistics"](seed=drawn() + 1).state_dict()
+    hidden(isinstance(e["same_architecture"], dict), (
+        "load_model failed on a state_dict saved from the lesson's own MNISTModel. Strict loading refuses other "
+        "architectures only: matching weights must still load."
+    ))  # fmt: skip
+    for name in same_tensors(e["same_architecture"], expected):
+        raise AssertionError(f"load_model did not restore {name} from a state_dict of the lesson's own MNISTModel.")
     for outcome, accepted, check in (
         (e["wider"], "load_model accepted a state_dict from a model with 512 hidden units. A state_dict holds values, "
          "not architecture: loading it into a different architecture must fail loudly.", visible),
@@ -87,6 +104,7 @@ def changed_architecture(e: dict, L: dict) -> None:
         ))
 
 
+@replayed
 def checkpoint_contents(e: dict, L: dict) -> None:
     """A checkpoint holds model, optimizer, epoch and a float loss; load_checkpoint restores both states and returns (epoch, loss)."""
     trained = L["model_with_statistics"](seed=drawn()).train()  # the test's second checkpoint, of a drawn model
@@ -169,6 +187,7 @@ COUNTED_FROM_0 = " Count epochs from 1: 'epoch' is the number of epochs complete
 SAVE_CHECKPOINT = "keys 'epoch', 'model_state_dict', 'optimizer_state_dict', 'loss'"
 
 
+@replayed
 def periodic_and_best(e: dict, L: dict) -> None:
     """train_with_checkpoints saves every save_every epochs and keeps the best model by validation loss."""
     files, history = e["checkpoints"], e["history"]
@@ -228,6 +247,7 @@ def periodic_run(files: dict, history, model_state, run: Run, save_every: int) -
     assert holds(model_state, run.states[-1]), "After train_with_checkpoints the model should hold its last epoch's weights."
 
 
+@replayed
 def exact_resume(e: dict, L: dict) -> None:
     """4 epochs straight == 2 epochs + checkpoint + fresh model and optimizer + resume + 2 epochs."""
     MNISTModel = L["MNISTModel"]
@@ -257,6 +277,7 @@ def exact_resume(e: dict, L: dict) -> None:
     )
 
 
+@replayed
 def early_stopping(e: dict, L: dict) -> None:
     """Early stopping stops `patience` epochs after the best one and hands back the best weights, not the last."""
     history = e["history"]

@@ -204,6 +204,8 @@ def needed_only(replay_cells: list[dict]) -> list[dict]:
                     return None
                 names |= found
             return names
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name) and node.value.func.id == "print":
+            return set()  # what a lesson's cell prints reaches no test
         return set() if isinstance(node, ast.Pass) else None
 
     prunable = [cell["kind"] == "lesson" or cell.get("written") is False for cell in replay_cells]

@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import traceback
+import types
 
 import numpy  # noqa: F401 - imported once here, before any fork: what the children share
 import torch
@@ -90,7 +91,10 @@ def budget(seconds: float):
 
 def run_from(cells: list[dict], first: int, threads: int, drawn: int) -> None:
     """In a child: build the namespace from every cell that is not a test, and run the tests from index ``first`` on."""
-    namespace, lesson = {"__name__": "__main__", "__grader_budget__": budget}, {}
+    main = types.ModuleType("__main__")  # the notebook's names live in __main__, as in a kernel: pickle finds its classes there
+    sys.modules["__main__"] = main
+    namespace, lesson = main.__dict__, {}
+    namespace["__grader_budget__"] = budget
     baseline, tampered = functions(), set()
     for index, cell in enumerate(cells):
         code = compile(cell["source"], f"<{cell['name']}>", "exec")

@@ -150,8 +150,12 @@ def use(folder: Path | None) -> None:
 def job_folder(prefix: str):
     """A fresh folder for a sandboxed program: in the warm sandbox's job folder where one is in use."""
     folder = IN_USE[0]
-    with tempfile.TemporaryDirectory(prefix=prefix, dir=folder / JOBS if folder else None) as path:
-        if folder:
+    try:
+        made = tempfile.TemporaryDirectory(prefix=prefix, dir=folder / JOBS) if folder else None
+    except OSError:  # the warm sandbox's folder is gone or closed: a cold run's folder
+        made = None
+    with made or tempfile.TemporaryDirectory(prefix=prefix) as path:
+        if made is not None:
             os.chmod(path, 0o777)  # the sandbox's own user writes here (as root, that is not the grader's user)
         yield Path(path)
 

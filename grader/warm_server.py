@@ -160,6 +160,23 @@ def job(request: dict, listener: socket.socket, connection: socket.socket) -> No
     os._exit(code)
 
 
+def tidy(jobs: str, cwd: str, bound: tuple[str, ...]) -> bool:
+    """After a job, with its processes gone: remove all it left outside its folder; whether all of it went."""
+    try:
+        os.chmod(jobs, 0o755)  # a job may have closed it to the grader's next job
+        clean = empty("/tmp", keep=bound) and empty("/dev/shm")
+        for folder, found in FIRST.items():  # what a job added elsewhere it could write (/ and /dev, in a user namespace)
+            clean = empty(folder, keep=tuple(os.path.join(folder, name) for name in found)) and clean
+        empty(jobs, keep=(cwd,))  # what a job left beside its folder (the grader's own files there may stay)
+        return clean
+    except OSError:  # a folder the job closed to this process: a fresh sandbox serves the next job
+        return False
+
+
+FIRST: dict[str, list[str]] = {}
+"""What ``/`` and ``/dev`` held when the server started: anything else there is a job's."""
+
+
 def serve(listener: socket.socket, jobs: str, bound: tuple[str, ...]) -> None:
     while True:
         connection, _ = listener.accept()
@@ -177,9 +194,7 @@ def serve(listener: socket.socket, jobs: str, bound: tuple[str, ...]) -> None:
             if pid == 0:
                 job(request, listener, connection)
             code = wait(pid, float(request["timeout"]))
-            clean = end_everything_else()
-            clean = empty("/tmp", keep=bound) and empty("/dev/shm") and clean
-            empty(jobs, keep=(cwd,))  # what a job left beside its folder (the grader's own files there may stay)
+            clean = end_everything_else() and tidy(jobs, cwd, bound)
             connection.sendall(json.dumps({"returncode": code}).encode() + b"\n")
         if not clean:
             return  # something could not be undone: a fresh sandbox serves the next job
@@ -195,6 +210,7 @@ def main() -> None:
     torch.set_num_threads(1)  # no thread pool here: a forked child could not use it
     sys.path[:] = [p for p in sys.path if p not in ("", ".")]
     os.chdir("/")
+    FIRST.update((folder, os.listdir(folder)) for folder in ("/", "/dev"))
     serve(listener, jobs, bound)
     os._exit(0)
 

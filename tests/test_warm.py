@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
@@ -68,6 +67,11 @@ def test_nothing_a_job_leaves_reaches_the_next_job(server) -> None:
         open("/dev/shm/left-in-shm", "w").write("x")
         open("../left-beside", "w").write("x")
         os.makedirs("/tmp/locked/deeper"); os.chmod("/tmp/locked", 0)
+        for planted in ("/dev/planted", "/planted"):
+            try:
+                open(planted, "w").write("x")
+            except OSError:  # not writable for this sandbox's user
+                pass
         if os.fork() == 0:  # a process that outlives the job, to write into the next one's folders
             os.setsid()
             if os.fork() == 0:
@@ -77,18 +81,20 @@ def test_nothing_a_job_leaves_reaches_the_next_job(server) -> None:
                 open("/tmp/late", "w").write("x")
             os._exit(0)
         json.dump({"warm": WARM}, open("out.json", "w"))
+        os.chmod("..", 0)  # the job folders closed to the next job
     """)
     assert first == {"warm": True, "returncode": 0}, first
     second = run("""
         import json, os, time
         time.sleep(3)
         json.dump({"warm": WARM, "tmp": os.listdir("/tmp"), "shm": os.listdir("/dev/shm"), "beside": os.listdir(".."),
-                   "here": sorted(os.listdir("."))}, open("out.json", "w"))
+                   "here": sorted(os.listdir(".")), "planted": [p for p in ("/dev/planted", "/planted") if os.path.exists(p)]},
+                  open("out.json", "w"))
     """)
     assert second["warm"] is True, second
     assert not {"left-in-tmp", "late", "locked"} & set(second["tmp"]), second
     assert second["shm"] == [], second
-    assert len(second["beside"]) == 1 and second["here"] == ["job.py"], second
+    assert len(second["beside"]) == 1 and second["here"] == ["job.py"] and second["planted"] == [], second
 
 
 def test_a_job_cannot_reach_the_server_and_ending_it_gains_nothing(server) -> None:

@@ -14,6 +14,10 @@ Every check a test cell can show on its own is ``@replayed``: the judge runs the
 process (``grader.replay``) on inputs drawn from a number the kernel never saw, and the replay's record
 must pass too. The accuracy checks and ``checkpoint_contents`` read the checkpoint of the notebook's own
 final training, which no replay repeats: the judge loads that file itself and rebuilds the model from it.
+``validation_split`` is not replayed either: its outputs are the split itself (60,000 images), which only a
+partition of the training set satisfies, and a replay would carry them out of the sandbox once more; nor is
+``per_class_accuracy``, whose test comes after the final training cell (a replay would start that training
+again): its outputs on drawn labels and predictions are recomputed here.
 """
 
 from __future__ import annotations
@@ -130,7 +134,6 @@ def checkpoint_contents(e: dict, L: dict) -> None:
     assert isinstance(optimizer, dict) and optimizer.get("state"), "The optimizer state in the checkpoint is empty: save optimizer.state_dict()."
 
 
-@replayed
 def per_class_accuracy(e: dict, L: dict) -> None:
     """per_class_accuracy divides by the number of images of each true class, and gives nan for an absent class."""
     result, imbalanced = e["result"], e["imbalanced"]
@@ -160,7 +163,6 @@ def pixel_rows(images: torch.Tensor) -> set[bytes]:
     return {bytes(row) for row in images.reshape(len(images), -1).to(torch.uint8).numpy()}
 
 
-@replayed
 def validation_split(e: dict, L: dict) -> None:
     """The validation images come from the training set, are not also in the training split, and are not test images."""
     train, val = e["train"], e["val"]

@@ -1,9 +1,11 @@
 """Checks of lesson 1, "Saving and loading": one per hidden test, on what the student's code produced.
 
-Every check is ``@replayed``: the judge runs its test cell again in a fresh process (``grader.replay``), where nothing
-the student's cells did to their kernel is in force, on inputs drawn from a number the kernel never saw; the replay's
-record must pass the check too, so no record the kernel wrote (forged, or worked out from the kernel's own number)
-earns a point alone.
+The checks of exercises 1-3 are ``@replayed``: the judge runs their test cells again in a fresh process
+(``grader.replay``), where nothing the student's cells did to their kernel is in force, on inputs drawn from a
+number the kernel never saw; the replay's record must pass the check too, so no record the kernel wrote (forged,
+or worked out from the kernel's own number, such as a drawn model's state) earns their points alone. The three
+training checks are not replayed (each would repeat its training runs): the judge reruns those runs itself with
+the lesson's functions and compares every loss, checkpoint and returned state with them.
 """
 
 from __future__ import annotations
@@ -187,7 +189,6 @@ COUNTED_FROM_0 = " Count epochs from 1: 'epoch' is the number of epochs complete
 SAVE_CHECKPOINT = "keys 'epoch', 'model_state_dict', 'optimizer_state_dict', 'loss'"
 
 
-@replayed
 def periodic_and_best(e: dict, L: dict) -> None:
     """train_with_checkpoints saves every save_every epochs and keeps the best model by validation loss."""
     files, history = e["checkpoints"], e["history"]
@@ -247,7 +248,6 @@ def periodic_run(files: dict, history, model_state, run: Run, save_every: int) -
     assert holds(model_state, run.states[-1]), "After train_with_checkpoints the model should hold its last epoch's weights."
 
 
-@replayed
 def exact_resume(e: dict, L: dict) -> None:
     """4 epochs straight == 2 epochs + checkpoint + fresh model and optimizer + resume + 2 epochs."""
     MNISTModel = L["MNISTModel"]
@@ -277,7 +277,6 @@ def exact_resume(e: dict, L: dict) -> None:
     )
 
 
-@replayed
 def early_stopping(e: dict, L: dict) -> None:
     """Early stopping stops `patience` epochs after the best one and hands back the best weights, not the last."""
     history = e["history"]

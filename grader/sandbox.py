@@ -156,8 +156,13 @@ def command(
     return args
 
 
-HOME_ENV = {"HOME": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib", "TORCH_HOME": "/tmp/torch", "XDG_CACHE_HOME": "/tmp/cache"}
-"""Where sandboxed Python and its libraries keep their files: the sandbox's own /tmp."""
+HOME_ENV = {
+    "HOME": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib", "TORCH_HOME": "/tmp/torch", "XDG_CACHE_HOME": "/tmp/cache",
+    "USER": "student", "LOGNAME": "student",
+}  # fmt: skip
+"""Where sandboxed Python and its libraries keep their files: the sandbox's own /tmp; and a user name, since the
+sandbox's user id has none in /etc/passwd (``getpass.getuser()`` would raise KeyError, and torch 2.11 asks for it
+when torchvision is imported, to name its compile cache)."""
 PACKAGE = Path(__file__).resolve().parent
 """The grader itself: hidden from every sandbox, so its checks are never in student code's reach."""
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
+import logging
 import os
 import shutil
 import socket
@@ -36,6 +37,9 @@ from .sandbox import HOME_ENV, PACKAGE, Limits, bwrap, command, confined, launch
 PROGRAM = (Path(__file__).parent / "warm_server.py").read_text()
 """The server's program, handed over as text: the grader's folder is hidden inside the sandbox."""
 SOCKET, JOBS, SHARED = "control.sock", "jobs", "shared.json"
+STARTING, FAILED = "starting.log", "failed.txt"
+"""bubblewrap's own messages at the start (beside the jobs folder), and what ended a server that could not start
+(in the jobs folder, written by the server before any job ran): why a worker runs its judge cold."""
 START_SECONDS = 120
 """How long a server may take to import torch and answer its first ping."""
 
@@ -86,10 +90,11 @@ class Server:
             *launcher(self.limits, self.group), str(self.jobs), "--", "-c", PROGRAM, str(listener.fileno()), str(self.jobs),
             *(str(Path(p).resolve()) for p in (sys.prefix, sys.base_prefix, *self.shared)),
         ]  # fmt: skip
-        self.process = subprocess.Popen(
-            argv, pass_fds=[listener.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )  # fmt: skip
+        with open(self.folder / STARTING, "wb") as starting:  # the sandbox's own programs close stdio before any job
+            self.process = subprocess.Popen(
+                argv, pass_fds=[listener.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=starting,
+                start_new_session=True,
+            )  # fmt: skip
         listener.close()
         atexit.register(self.close)
         return self
@@ -101,6 +106,13 @@ class Server:
             return ask(self.folder, {"ping": True}, timeout).get("pong") is True
         except (Unavailable, ValueError):
             return False
+
+    def why_not(self) -> str:
+        """Why this server did not start: what bubblewrap and the server wrote before any job ran."""
+        said = [(untrusted.read_file(self.folder / name, 1 << 16) or b"").decode(errors="replace").strip()[-2000:] for name in (STARTING, f"{JOBS}/{FAILED}")]
+        code = None if self.process is None else self.process.poll()
+        ended = "it did not answer" if code is None else f"it ended with exit code {code}"
+        return "; ".join([ended, *filter(None, said)])
 
     def close(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -128,14 +140,21 @@ def for_worker(limits: Limits, shared: list[Path]) -> Server | None:
     server = _server[0] = Server(limits, shared)
     try:
         server.start()
-    except Exception:  # noqa: BLE001 - no warm sandbox here: the judge runs cold
-        server.close()
-        _server[0] = None
-        return None
-    if not server.alive(START_SECONDS):
+        started = server.alive(START_SECONDS)
+        why = "" if started else server.why_not()
+    except Exception as error:  # noqa: BLE001 - no warm sandbox here: the judge runs cold
+        started, why = False, f"{type(error).__name__}: {error}"
+    if not started:
+        LAST_FAILURE[0] = why
+        log.warning("no warm sandbox (%s): the judge runs its sandboxed programs cold", why)
         server.close()
         _server[0] = None
     return _server[0]
+
+
+log = logging.getLogger(__name__)
+LAST_FAILURE = [""]
+"""Why the last warm sandbox of this process did not start."""
 
 
 IN_USE: list[Path | None] = [None]

@@ -27,15 +27,28 @@ import stat
 import sys
 import time
 
-import numpy  # noqa: F401 - imported once, before any fork: what every job shares
-import torch
 
-for name in ("torchvision", "matplotlib.pyplot"):  # what the lessons import, where installed (no window: Agg)
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    try:
-        __import__(name)
-    except ImportError:
-        pass
+def failed() -> None:
+    """Before any job ran: write why this sandbox cannot serve where the grader reads it (``JOBS/failed.txt``)."""
+    import traceback
+
+    with open(os.path.join(sys.argv[2], "failed.txt"), "w") as out:
+        traceback.print_exc(file=out)
+
+
+try:
+    import numpy  # noqa: F401 - imported once, before any fork: what every job shares
+    import torch
+
+    for name in ("torchvision", "matplotlib.pyplot"):  # what the lessons import, where installed (no window: Agg)
+        os.environ.setdefault("MPLBACKEND", "Agg")
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+except BaseException:  # no job has run yet: tell the grader why this sandbox cannot serve
+    failed()
+    raise
 
 PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
 IGNORED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGPIPE)
@@ -200,7 +213,7 @@ def serve(listener: socket.socket, jobs: str, bound: tuple[str, ...]) -> None:
             return  # something could not be undone: a fresh sandbox serves the next job
 
 
-def main() -> None:
+def prepare() -> tuple[socket.socket, str, tuple[str, ...]]:
     listener, jobs = socket.socket(fileno=int(sys.argv[1])), os.path.realpath(sys.argv[2])
     bound = (jobs, *sys.argv[3:])  # and the read-only folders bound in: never emptied
     libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
@@ -211,6 +224,15 @@ def main() -> None:
     sys.path[:] = [p for p in sys.path if p not in ("", ".")]
     os.chdir("/")
     FIRST.update((folder, os.listdir(folder)) for folder in ("/", "/dev"))
+    return listener, jobs, bound
+
+
+def main() -> None:
+    try:
+        listener, jobs, bound = prepare()
+    except BaseException:
+        failed()
+        raise
     serve(listener, jobs, bound)
     os._exit(0)
 

@@ -9,6 +9,7 @@ notebook asks for CUDA in a lesson cell and in a student's definition, and the j
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 import textwrap
@@ -28,7 +29,19 @@ PLAIN_FORK = textwrap.dedent(
 )
 CUDA_LESSON = "import torch\nDEVICE = torch.device('cuda' if torch.cuda.is_available() else 'cpu')"
 CUDA_DEFINITION = "def pick(device=torch.device('cuda' if torch.cuda.is_available() else 'cpu')):\n    return device"
-TEST = "import torch\nfrom grader import evidence\nevidence.check('f', bad=torch.cuda._is_in_bad_fork(), device=str(pick()))"
+TEST = (
+    "import torch\nfrom grader import evidence\n"
+    "evidence.check('f', bad=torch.cuda._is_in_bad_fork(), device=str(pick()), total=float(torch.ones(3, device=pick()).sum()))"
+)
+"""A replayed test that records whether its process is a bad fork, and computes on the device the notebook picked."""
+
+
+@functools.cache
+def this_machines_device() -> str:
+    """What the notebook's cells pick here: "cuda" on a GPU machine. Asked in a process of its own, so that
+    this one never touches CUDA before something forks it."""
+    asked = "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')"
+    return subprocess.run([sys.executable, "-c", asked], capture_output=True, text=True, timeout=120, check=True).stdout.strip()
 
 
 def cells(*tests: str) -> list[dict]:
@@ -58,6 +71,8 @@ def test_the_replays_tests_run_outside_a_bad_fork_after_the_notebook_asked_for_c
         assert run["error"] is None, (name, run["error"])
         assert run["bad_fork"] is False, f"{name} ran in a bad fork"
         assert run["evidence"]["f.pt"]["bad"] is False, f"{name}: torch says the test's process is a bad fork"
+        assert run["evidence"]["f.pt"]["device"] == this_machines_device(), f"{name} computed on {run['evidence']['f.pt']['device']}"
+        assert run["evidence"]["f.pt"]["total"] == 3.0, run["evidence"]["f.pt"]
 
 
 def test_a_test_that_ends_the_replay_fails_alone_and_the_next_one_still_runs() -> None:

@@ -13,10 +13,10 @@ import time
 
 import pytest
 
-from grader import replay, warm
+from grader import replay, sandbox, warm
 from grader.sandbox import Limits
 
-from test_fork import cells, test_a_plain_fork_after_asking_for_cuda_is_a_bad_fork_on_this_machine as hazard_exists
+from test_fork import TEST, cells, this_machines_device, test_a_plain_fork_after_asking_for_cuda_is_a_bad_fork_on_this_machine as hazard_exists
 
 PROBE = "import sys\nWARM = 'torch' in sys.modules\n"
 """The first lines of every program here: whether the program started in the warm server's child."""
@@ -25,7 +25,7 @@ PROBE = "import sys\nWARM = 'torch' in sys.modules\n"
 @pytest.fixture(scope="module")
 def server():
     found = warm.for_worker(Limits(), [])
-    assert found is not None, "no warm sandbox could start here"
+    assert found is not None, f"no warm sandbox could start here: {warm.LAST_FAILURE[0]}"
     warm.use(found.folder)
     yield found
     warm.use(None)
@@ -54,9 +54,11 @@ def test_a_job_runs_in_a_warm_child_that_is_no_bad_fork_with_the_callers_environ
 def test_the_replay_runs_warm_and_its_tests_are_no_bad_fork(server) -> None:
     hazard_exists()
     start = time.perf_counter()
-    runs = replay.run(cells("import torch\nfrom grader import evidence\nevidence.check('f', bad=torch.cuda._is_in_bad_fork(), device=str(pick()))"), sandbox=True, timeout=120)
+    runs = replay.run(cells(TEST), sandbox=True, timeout=120)
     assert runs["test_0"]["error"] is None and runs["test_0"]["bad_fork"] is False, runs
-    assert runs["test_0"]["evidence"]["f.pt"]["bad"] is False
+    found = runs["test_0"]["evidence"]["f.pt"]
+    assert found["bad"] is False and found["total"] == 3.0, found
+    assert found["device"] == this_machines_device(), f"the sandboxed replay computed on {found['device']}, the machine has {this_machines_device()}"
     assert time.perf_counter() - start < 60
 
 
@@ -122,3 +124,21 @@ def test_a_job_cannot_reach_the_server_and_ending_it_gains_nothing(server) -> No
     assert again is not None and again is not server and again.alive()
     warm.use(again.folder)
     assert run("import json\njson.dump({'warm': WARM}, open('out.json', 'w'))") == {"warm": True, "returncode": 0}
+
+
+def test_a_server_that_cannot_start_says_why_and_the_judge_runs_cold(monkeypatch) -> None:
+    monkeypatch.setattr(warm, "PROGRAM", warm.PROGRAM.replace("import torch\n", "import torch, no_such_module_here\n", 1))
+    monkeypatch.setattr(warm, "_server", [None])
+    assert warm.for_worker(Limits(), []) is None
+    assert "No module named 'no_such_module_here'" in warm.LAST_FAILURE[0], warm.LAST_FAILURE[0]
+
+
+def test_the_sandboxs_user_has_a_name_warm_and_cold(server) -> None:
+    """The sandbox's user id is in no /etc/passwd; torch 2.11 asks ``getpass.getuser()`` when torchvision is
+    imported, so without a name every lesson's kernel failed its first import."""
+    program = "import getpass, json\njson.dump({'user': getpass.getuser()}, open('out.json', 'w'))\n"
+    assert run(program) == {"user": "student", "returncode": 0}
+    with warm.job_folder("grader-test-") as folder:
+        (folder / "job.py").write_text(program)
+        done = sandbox.run_python(["job.py"], folder, Limits(), timeout=60)
+        assert done.returncode == 0 and json.loads((folder / "out.json").read_text()) == {"user": "student"}, done.stderr[-500:]

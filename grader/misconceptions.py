@@ -39,6 +39,9 @@ class Misconception:
     """Code appended to ``cell`` that tampers with the kernel (``grader.tricks``): it must not change the scores."""
     flagged: frozenset[str] = frozenset()
     """Test cells the trick makes pass in the kernel, which the judge must flag (passed in the kernel, failed the judge)."""
+    fails_in_the_kernel_on_cuda: frozenset[str] = frozenset()
+    """Test cells whose visible checks already fail in the kernel on CUDA (they run the student's code on the device):
+    no trick makes them pass there, so they are not flagged there."""
 
     def cell_edits(self) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
         """(grade_id, edits) of every cell the submission changes, ``cell`` first."""
@@ -47,6 +50,10 @@ class Misconception:
     def lost_cells(self, cuda: bool) -> frozenset[str]:
         """The test cells scoring 0 on a grader with (or without) CUDA."""
         return self.loses | self.also_loses_on_cuda if cuda else self.loses
+
+    def flagged_cells(self, cuda: bool) -> frozenset[str]:
+        """The test cells the judge flags on a grader with (or without) CUDA."""
+        return self.flagged - self.fails_in_the_kernel_on_cuda if cuda else self.flagged
 
 
 SAVING_AND_LOADING = (
@@ -139,8 +146,11 @@ GPU_TRAINING = (
         description="move_batch moves the images and returns the labels where they were",
         cell="device_helpers",
         edits=(("    return images.to(device), labels.to(device)\n", "    return images.to(device), labels\n"),),
-        # The checks of Exercises 2-4 move batches with a move_batch of their own: this costs Exercise 1 only.
+        # The hidden checks of Exercises 2-4 move batches with a move_batch of their own: on a CPU this costs Exercise 1
+        # only. On CUDA the visible checks of Exercises 2-4 train on the device through the student's own move_batch,
+        # whose labels stay on the CPU: the student's training really fails there, in the kernel.
         loses=frozenset({"test_move_batch"}),
+        also_loses_on_cuda=frozenset({"test_training_moves_everything", "test_training_on_real_device", "test_amp_train_step"}),
     ),
     Misconception(
         student="labels-not-moved",
@@ -149,6 +159,7 @@ GPU_TRAINING = (
         edits=(("        images, labels = move_batch(images, labels, device)\n", "        images = images.to(device)\n"),),
         loses=frozenset({"test_training_moves_everything"}),
         also_loses_on_cuda=frozenset({"test_training_on_real_device"}),
+        fails_in_the_kernel_on_cuda=frozenset({"test_training_moves_everything", "test_training_on_real_device"}),
     ),
     Misconception(
         student="model-not-moved",

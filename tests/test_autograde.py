@@ -54,7 +54,8 @@ def test_mangled_reference_keeps_full_marks_and_says_what_was_repaired(lesson: s
 def test_the_report_flags_exactly_the_cells_a_trick_made_pass_in_the_kernel(lesson: str, graded_demo_class: dict, demo_course) -> None:
     """No honest submission is ever flagged; each tampering submission is, on the cells its trick made pass."""
     results = graded_demo_class[lesson]
-    expected = {m.student: sorted(m.flagged) for m in demo.misconceptions_for(lesson) if m.flagged}
+    cuda = demo.cuda_present()
+    expected = {m.student: sorted(m.flagged_cells(cuda)) for m in demo.misconceptions_for(lesson) if m.flagged_cells(cuda)}
     for student in demo.BLANK_TRICKED.get(lesson, {}):
         if "ipython-hook" in student:  # every test cell "passed" in the kernel, none left evidence
             expected[student] = sorted(results[student].max_scores)

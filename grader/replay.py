@@ -65,16 +65,25 @@ BUDGET = 2.0
 
 def top_level(source: str) -> list:
     """A cell's top-level statements, read as IPython reads them (``!cmd`` and ``%magic`` become calls of
-    ``get_ipython()``, which the replay does not have); a leading cell magic (``%%time``) is dropped; [] if it is not Python."""
+    ``get_ipython()``, which the replay does not have); a leading cell magic (``%%time``) is dropped; [] if it is not Python.
+    The same for a cell as a kernel's input history (``In``) holds it, where ``%%time`` has become a call of
+    ``get_ipython().run_cell_magic('time', '', <the cell's code>)``."""
     from IPython.core.inputtransformer2 import TransformerManager
 
     lines = source.splitlines()
     if lines and lines[0].lstrip().startswith("%%"):
         lines = lines[1:]
     try:
-        return ast.parse(TransformerManager().transform_cell("\n".join(lines) + "\n")).body
+        body = ast.parse(TransformerManager().transform_cell("\n".join(lines) + "\n")).body
     except (SyntaxError, ValueError):
         return []
+    magic = body[0].value if len(body) == 1 and isinstance(body[0], ast.Expr) else None
+    if (
+        isinstance(magic, ast.Call) and isinstance(magic.func, ast.Attribute) and magic.func.attr == "run_cell_magic"
+        and len(magic.args) == 3 and all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in magic.args)
+    ):  # fmt: skip
+        return top_level(magic.args[2].value)
+    return body
 
 
 def guarded(node, budget: bool = False) -> str:

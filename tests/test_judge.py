@@ -385,6 +385,19 @@ def test_the_replay_keeps_a_cells_definitions_and_none_of_its_statements() -> No
     assert namespace["torch"].equal is not None and namespace["torch"].equal(namespace["torch"].zeros(1), namespace["torch"].ones(1)) is False
 
 
+def test_the_models_rebuild_finds_a_class_under_a_cell_magic_as_the_notebook_and_as_the_kernels_history_hold_it() -> None:
+    """Under plain nbgrader the checks read the kernel's ``In``, where a ``%%time`` cell has become a call of
+    ``run_cell_magic``: the class defined inside it is found there too, as the judge finds it in the notebook."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    from grader.checks.rebuild import model_source
+
+    cell = "%%time\nWIDTH = 64\n\n\nclass FashionModel(nn.Module):\n    pass\n"
+    for seen_as in (cell, TransformerManager().transform_cell(cell)):
+        source = model_source(["import torch", seen_as], "FashionModel")
+        assert "class FashionModel" in source and "WIDTH = 64" in source, (seen_as, source)
+
+
 def test_the_replay_keeps_every_assignment_of_a_cell_the_student_wrote_within_its_time_and_still_no_statement() -> None:
     """Of a cell the student wrote, the replay also keeps assignments whose values call the student's own code
     (a device picked once, a function made by a factory, a callable object), cut short past their time; it still

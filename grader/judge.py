@@ -82,8 +82,8 @@ def verdicts(
     notebook: Path, evidence: Path, submission: Path | None = None, threads: int = 1, sandbox: bool = False, cells: set[str] | None = None,
     replay_draw: int | None = None,
 ) -> dict[str, Verdict | None]:
-    """grade_id -> None if every check of the cell passes on the recorded evidence (and, for a replayed
-    check, on a replay's), else the ``Verdict`` of its first failure. ``sandbox``: student code the judge runs
+    """grade_id -> None if every check of the cell passes on the recorded evidence (for a replayed check, on the
+    replay's; the kernel's is read only where the replay fails), else the ``Verdict`` of its first failure. ``sandbox``: student code the judge runs
     (a replay, a model's rebuild) runs in the sandbox. ``cells``: only these grade_ids (default: every checked cell).
     ``replay_draw``: the number the replay's inputs are drawn from (default: the kernel's, ``drawn()``); one the
     kernel never saw keeps code that reads the kernel's number from working out the replay's inputs."""
@@ -98,18 +98,24 @@ def verdicts(
     # The student's code as submitted, as IPython's input history (``In``) holds it in a kernel when the test
     # cell runs: the code cells above it (what the student defines afterwards was not what the test used).
     submitted = nbformat.read(str(submission), as_version=4) if submission else nb
-    decided: dict[str, Verdict | None] = {}
-    for grade_id, names in checks.items():
-        lesson["In"] = input_history(submitted, grade_id)
-        recorded = {}
+
+    def recorded(names: list[str]) -> dict:
+        """What the kernel recorded for the checks ``names``."""
+        found = {}
         for name in names:
             data = untrusted.read_file(evidence / file_name(name))  # a link or FIFO the kernel left is never followed
             try:
-                recorded[name] = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True) if data is not None else None
+                found[name] = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True) if data is not None else None
             except Exception as error:  # objects that only pretend to be values (an __eq__ that always agrees)
-                recorded[name] = error
-        decided[grade_id] = verdict(module, names, recorded, lesson)
-    replayed = {gid for gid, names in checks.items() if decided[gid] is None and any(is_replayed(module, n) for n in names)}
+                found[name] = error
+        return found
+
+    decided: dict[str, Verdict | None] = {}
+    replayed = {gid for gid, names in checks.items() if any(is_replayed(module, n) for n in names)}
+    for grade_id, names in checks.items():
+        if grade_id not in replayed:  # a replayed cell is decided on its replay's record; the kernel's is read only if that fails
+            lesson["In"] = input_history(submitted, grade_id)
+            decided[grade_id] = verdict(module, names, recorded(names), lesson)
     if replayed:
         kernel_draw, replay_draw = drawn(), drawn() if replay_draw is None else replay_draw
         try:
@@ -117,13 +123,17 @@ def verdicts(
         except Exception as error:  # noqa: BLE001 - the grader's failure: these cells are left undecided
             print(f"the replay failed: {type(error).__name__}: {error}", file=sys.stderr)
             runs, failure = None, f"its replay failed ({type(error).__name__})"
-        use_draw(replay_draw)  # the replay's evidence is checked on the inputs it was drawn
-        try:
-            for grade_id in sorted(replayed):
-                lesson["In"] = input_history(submitted, grade_id)
-                decided[grade_id] = undecided(failure) if runs is None else replay_verdict(module, checks[grade_id], runs.get(grade_id), lesson)
-        finally:
-            use_draw(kernel_draw)
+        for grade_id in sorted(replayed):
+            lesson["In"] = input_history(submitted, grade_id)
+            use_draw(replay_draw)  # the replay's evidence is checked on the inputs it was drawn
+            try:
+                found = undecided(failure) if runs is None else replay_verdict(module, checks[grade_id], runs.get(grade_id), lesson)
+            finally:
+                use_draw(kernel_draw)
+            # Where the replay fails, the kernel's own record tells a wrong answer (its record fails too: the check's
+            # own message) from one that passed in the kernel alone (the replay's verdict, flagged).
+            own = verdict(module, checks[grade_id], recorded(checks[grade_id]), lesson) if found is not None else None
+            decided[grade_id] = own or found
     return decided
 
 

@@ -36,30 +36,36 @@ OUTCOME = "outcome.json"
 
 def functions(lesson: dict | None = None) -> dict:
     """Every function and class of builtins, torch, NumPy and ``grader.evidence``, the methods of tensors and
-    modules, and the attributes of the classes the lesson's cells defined (``lesson``), by name."""
+    modules, the attributes of the classes the lesson's cells defined (``lesson``), and those modules themselves,
+    by name: each as (where it lives, its key there, what it is), so that ``replaced`` looks each one up again."""
     found = {}
     for name, cls in (lesson or {}).items():
         if isinstance(cls, type):
-            found.update((f"lesson.{name}.{key}", value) for key, value in list(vars(cls).items()))
+            space = vars(cls)
+            found.update((f"lesson.{name}.{key}", (space, key, value)) for key, value in list(space.items()))
     for name, module in list(sys.modules.items()):
         if module is None or name.split(".")[0] not in WATCHED:
             continue
+        found[f"sys.modules.{name}"] = (sys.modules, name, module)
         try:
-            found.update((f"{name}.{key}", value) for key, value in list(vars(module).items()) if callable(value))
+            space = vars(module)
+            found.update((f"{name}.{key}", (space, key, value)) for key, value in list(space.items()) if callable(value))
         except TypeError:
             pass
     for cls in (torch.Tensor, torch._C.TensorBase, torch.nn.Module):
-        found.update((f"{cls.__module__}.{cls.__qualname__}.{key}", value) for key, value in list(vars(cls).items()))
+        space = vars(cls)
+        found.update((f"{cls.__module__}.{cls.__qualname__}.{key}", (space, key, value)) for key, value in list(space.items()))
     return found
 
 
-def replaced(before: dict, lesson: dict) -> list[str]:
-    now = functions(lesson)
-    return sorted(
-        name for name, value in before.items()
-        if name in now and now[name] is not value
-        and not (name in WRAPPED_ON_IMPORT and getattr(now[name], "__wrapped__", None) is value)
-    )  # fmt: skip
+def replaced(before: dict) -> list[str]:
+    """What of ``before`` (``functions``) is now something else (what was removed does not count)."""
+    changed = []
+    for name, (space, key, value) in before.items():
+        now = space.get(key, value)
+        if now is not value and not (name in WRAPPED_ON_IMPORT and getattr(now, "__wrapped__", None) is value):
+            changed.append(name)
+    return sorted(changed)
 
 
 def report(test: str, outcome: dict) -> None:
@@ -95,13 +101,13 @@ def run_from(cells: list[dict], first: int, threads: int, drawn: int) -> None:
     sys.modules["__main__"] = main
     namespace, lesson = main.__dict__, {}
     namespace["__grader_budget__"] = budget
-    baseline, tampered = functions(), set()
+    baseline, tampered, since = functions(), set(), None
     for index, cell in enumerate(cells):
         code = compile(cell["source"], f"<{cell['name']}>", "exec")
         if cell["kind"] != "test":
             bound = dict(namespace)
             if cell["kind"] == "lesson":  # what the student's definitions replaced so far; then the lesson's imports count as given
-                tampered.update(replaced(baseline, lesson))
+                tampered.update(replaced(baseline))
             try:
                 exec(code, namespace)
             except BaseException:
@@ -115,7 +121,9 @@ def run_from(cells: list[dict], first: int, threads: int, drawn: int) -> None:
             continue
         if index < first:
             continue
-        outcome = {"error": None, "replaced": sorted(tampered | set(replaced(baseline, lesson))), "bad_fork": torch.cuda._is_in_bad_fork()}
+        if since is None:  # once the notebook is built; later, what the last test left (nothing of the student's runs between)
+            since = set(replaced(baseline))
+        outcome = {"error": None, "replaced": sorted(tampered | since), "bad_fork": torch.cuda._is_in_bad_fork()}
         try:
             grader.evidence.record_into(os.path.abspath(cell["name"]), drawn)
             torch.set_num_threads(threads)
@@ -126,7 +134,8 @@ def run_from(cells: list[dict], first: int, threads: int, drawn: int) -> None:
             exec(code, namespace)
         except BaseException as error:  # noqa: BLE001 - how the test ended is its outcome
             outcome["error"] = f"{type(error).__name__}: {error}"[:1500]
-        outcome["replaced"] = sorted({*outcome["replaced"], *replaced(baseline, lesson)})
+        since = set(replaced(baseline))
+        outcome["replaced"] = sorted({*outcome["replaced"], *since})
         report(cell["name"], outcome)
     os._exit(0)  # every test has reported: skip the interpreter's teardown (a second of torch's)
 

@@ -109,7 +109,10 @@ class Server:
 
     def why_not(self) -> str:
         """Why this server did not start: what bubblewrap and the server wrote before any job ran."""
-        said = [(untrusted.read_file(self.folder / name, 1 << 16) or b"").decode(errors="replace").strip()[-2000:] for name in (STARTING, f"{JOBS}/{FAILED}")]
+        said = [
+            (untrusted.read_file(self.folder / name, 1 << 16) or b"").decode(errors="replace").strip()[-2000:]
+            for name in (STARTING, f"{JOBS}/{FAILED}")
+        ]
         code = None if self.process is None else self.process.poll()
         ended = "it did not answer" if code is None else f"it ended with exit code {code}"
         return "; ".join([ended, *filter(None, said)])
@@ -126,6 +129,9 @@ class Server:
 
 
 _server: list[Server | None] = [None]
+log = logging.getLogger(__name__)
+LAST_FAILURE = [""]
+"""Why the last warm sandbox of this process did not start."""
 
 
 def for_worker(limits: Limits, shared: list[Path]) -> Server | None:
@@ -150,11 +156,6 @@ def for_worker(limits: Limits, shared: list[Path]) -> Server | None:
         server.close()
         _server[0] = None
     return _server[0]
-
-
-log = logging.getLogger(__name__)
-LAST_FAILURE = [""]
-"""Why the last warm sandbox of this process did not start."""
 
 
 IN_USE: list[Path | None] = [None]

@@ -32,7 +32,7 @@ def failed() -> None:
     """Before any job ran: write why this sandbox cannot serve where the grader reads it (``JOBS/failed.txt``)."""
     import traceback
 
-    with open(os.path.join(sys.argv[2], "failed.txt"), "w") as out:
+    with open(os.path.join(sys.argv[2], "failed.txt"), "w") as out:  # grader.warm.FAILED (this text cannot import it)
         traceback.print_exc(file=out)
 
 

@@ -650,11 +650,38 @@ def tricked(m: Misconception, name: str, code: str, flagged: tuple[str, ...] = (
 
 
 SAVING_AND_LOADING_TRICKED = tuple(
-    tricked(next(m for m in SAVING_AND_LOADING if m.student == student), name, tricks.TRICKS[name], flagged)
-    for student, name, flagged in (
-        ("no-eval-after-load", "ipython-hook", ("test_loaded_model_in_eval_mode",)),  # its visible failure, hidden by the hook
-        ("whole-model-pickle", "torch-patched", ()),
-        ("last-not-best", "builtins-swapped", ()),  # the check's abs(...) < 1e-5 comparisons
+    tricked(next(m for m in SAVING_AND_LOADING if m.student == student), name, code, flagged)
+    for student, name, code, flagged in (
+        ("no-eval-after-load", "ipython-hook", tricks.IPYTHON_HOOK, ("test_loaded_model_in_eval_mode",)),  # its visible failure, hidden by the hook
+        ("whole-model-pickle", "torch-patched", tricks.TORCH_PATCHED, ()),
+        ("last-not-best", "builtins-swapped", tricks.BUILTINS_SWAPPED, ()),  # the check's abs(...) < 1e-5 comparisons
+        # the kernel's record of the drawn early-stopping run made by a correct run of its own, worked out from the
+        # kernel's number with the lesson's functions: the replay draws another number, and the answer alone runs
+        (
+            "last-not-best", "worked-out-from-the-draw",
+            tricks.worked_out_from_the_draw("early_stopping", """
+                import copy, io
+                torch.manual_seed(drawn)
+                model = MNISTModel()
+                optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+                train, val = synthetic_loader(seed=drawn), synthetic_loader(n=128, seed=drawn + 1)
+                losses, best, waited = [], float("inf"), 0
+                for epoch in range(1, 13):
+                    train_one_epoch(model, train, optimizer, nn.CrossEntropyLoss())
+                    losses.append(evaluate(model, val, nn.CrossEntropyLoss())[0])
+                    if losses[-1] < best:
+                        best, waited, best_epoch, best_state = losses[-1], 0, epoch, copy.deepcopy(model.state_dict())
+                    else:
+                        waited += 1
+                        if waited >= 2 + drawn % 2:
+                            break
+                saved = io.BytesIO()
+                torch.save({"epoch": best_epoch, "model_state_dict": best_state}, saved)
+                history = {"train_loss": losses, "val_loss": losses, "best_epoch": best_epoch}
+                return {"drawn_history": history, "drawn_checkpoint": saved.getvalue(), "drawn_model_state": best_state}
+            """),
+            ("test_early_stopping_restores_best",),
+        ),
     )
 )
 """Misconceptions with a trick added (``grader.tricks``): each scores what the misconception alone scores."""

@@ -13,8 +13,9 @@ in the sandbox when grading runs in one:
   and ``if``/``try`` blocks of these), never a training run or a timing; of every cell the student
   wrote (answer cells, cells added or changed) also each assignment to plain names, whatever it
   calls (``DEVICE = pick_device()``, ``train = make_loop()``, ``step = AmpStep()``), each within
-  ``BUDGET`` seconds (a longer one is cut short and skipped); a statement of the lesson's whose names
-  nothing else reads is left out (``needed_only``). Expression statements, loops and
+  ``BUDGET`` seconds (a longer one is cut short and skipped); a statement, the lesson's or the student's, whose
+  names no replayed test and no kept statement reads is left out (``needed_only``: the project's final training
+  does not run again for a test of ``per_class_accuracy``). Expression statements, loops and
   assignments to attributes (``torch.load = ...``) never run, so no hook or patch that a statement
   of an answer cell installs is in force; IPython syntax (``%%time``, ``!pip``, ``x = !ls``) is read
   as IPython reads it;
@@ -172,12 +173,29 @@ def cells(source_nb, submitted_nb, replayed: set[str]) -> list[dict]:
     return needed_only(found)
 
 
+DYNAMIC = {"globals", "locals", "vars", "eval", "exec"}
+"""Builtins through which code reads a notebook's names by string (``globals()["model"]``); so does the module
+``__main__``, where a notebook's names live."""
+
+
+def reads_names_by_string(tree) -> bool:
+    """Whether code may read names that no syntax shows (``DYNAMIC``, ``__main__``): then what it reads cannot be
+    known from its text."""
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Name) and n.id in DYNAMIC or isinstance(n, ast.Constant) and n.value == "__main__":
+            return True
+        if isinstance(n, (ast.Import, ast.ImportFrom)) and "__main__" in {getattr(n, "module", None), *(a.name for a in n.names)}:
+            return True
+    return False
+
+
 def needed_only(replay_cells: list[dict]) -> list[dict]:
-    """``replay_cells`` without the statements of the lesson's cells, and of the lesson's demonstrations, whose names
-    nothing else reads (the dataset a demonstration needed, ``import matplotlib.pyplot as plt`` where no test
-    plots): each such statement that binds names is kept only if a test, a cell the student wrote or a kept
-    statement reads one of them; one that does more than bind names is kept. Every cell the student wrote and
-    every test stays whole; a cell left empty goes."""
+    """``replay_cells`` without the statements whose names nothing else reads (the dataset a demonstration needed,
+    ``import matplotlib.pyplot as plt`` where no test plots, ``history = train_model(...)`` in a cell the student
+    wrote where no replayed test reads ``history``): each statement of a lesson's cell or of a student's that binds
+    names is kept only if a test or a kept statement reads one of them; one that does more than bind names is
+    kept. Every test stays whole, and so does every cell the student wrote wherever some code reads names by string
+    (``reads_names_by_string``); a cell left empty goes."""
 
     def used(tree) -> set[str]:
         """The names a statement reads and does not bind itself (anywhere in it: a function's argument, a loop's variable)."""
@@ -207,7 +225,9 @@ def needed_only(replay_cells: list[dict]) -> list[dict]:
             return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
         if isinstance(node, (ast.Try, ast.If, ast.With)):
             names: set[str] = set()
-            for inner in node.body + node.orelse + [n for h in getattr(node, "handlers", []) for n in h.body]:
+            if isinstance(node, ast.With) and not (len(node.items) == 1 and ast.unparse(node.items[0].context_expr) == f"__grader_budget__({BUDGET})"):
+                return None  # another context manager than the replay's own time limit may do more than bind names
+            for inner in node.body + getattr(node, "orelse", []) + [n for h in getattr(node, "handlers", []) for n in h.body]:
                 found = bound(inner)
                 if found is None:
                     return None
@@ -217,8 +237,9 @@ def needed_only(replay_cells: list[dict]) -> list[dict]:
             return set()  # what a lesson's cell prints reaches no test
         return set() if isinstance(node, ast.Pass) else None
 
-    prunable = [cell["kind"] == "lesson" or cell.get("written") is False for cell in replay_cells]
     statements = [ast.parse(cell["source"]).body for cell in replay_cells]
+    dynamic = any(reads_names_by_string(ast.Module(body=body, type_ignores=[])) for body in statements)
+    prunable = [cell["kind"] == "lesson" or (cell["kind"] == "student" and not (dynamic and cell.get("written"))) for cell in replay_cells]
     needed: set[str] = set()
     kept: set[tuple[int, int]] = set()
     waiting: dict[tuple[int, int], tuple[set[str], set[str]]] = {}

@@ -446,6 +446,27 @@ def test_the_replay_leaves_out_lesson_cells_that_no_test_and_no_cell_of_the_stud
     assert [c["name"] for c in needed_only(cells)] == ["setup", "side-effect", "model", "your cell 7", "helpers", "test_fit"]
 
 
+def test_the_replay_runs_no_statement_of_the_students_that_no_replayed_test_reads_unless_names_are_read_by_string() -> None:
+    """A final training in a cell the student wrote (``history = train_model(...)``) does not run again for a test
+    of another function; what a kept function reads (``DEVICE``) does, through any chain of names. Where some code
+    reads names by string (``globals()``), nothing can be known unread: every cell the student wrote stays whole."""
+    from grader.replay import definitions, needed_only
+
+    written = [
+        "import torch\n\n\ndef pick():\n    return 'cpu'\n\n\nDEVICE = pick()\nSCALE = 2\n",
+        "def per_class(values):\n    return values.to(DEVICE) * SCALE\n\n\nSHIFT = 1\n",
+        "model = torch.nn.Linear(2, 2)\nhistory = train_model(model, epochs=30)\n",
+    ]
+    cells = [{"kind": "student", "name": f"your cell {i}", "source": definitions(s, written=True), "written": True} for i, s in enumerate(written)]
+    test = {"kind": "test", "name": "test_per_class", "source": "assert per_class(torch.ones(2)).tolist() == [2.0, 2.0]"}
+    kept = "\n".join(c["source"] for c in needed_only([*cells, test]))
+    assert "DEVICE = pick()" in kept and "SCALE = 2" in kept and "def per_class" in kept
+    assert "train_model" not in kept and "model =" not in kept and "SHIFT" not in kept
+    by_string = {"kind": "test", "name": "test_by_name", "source": "assert globals()['per_class'](torch.ones(2)).tolist() == [2.0, 2.0]"}
+    kept = "\n".join(c["source"] for c in needed_only([*cells, by_string]))
+    assert "train_model" in kept and "SHIFT = 1" in kept
+
+
 SMALL_MODEL = """
 import torch.nn as nn
 

@@ -10,14 +10,13 @@ noise far below one grey level (a model that looks the test images up collapses)
 its parameters and buffers start afresh (a model that does not depend on its trained state is not the
 one trained).
 
-Every check a test cell can show on its own is ``@replayed``: the judge runs the cell again in a fresh
-process (``grader.replay``) on inputs drawn from a number the kernel never saw, and the replay's record
-must pass too. The accuracy checks and ``checkpoint_contents`` read the checkpoint of the notebook's own
-final training, which no replay repeats: the judge loads that file itself and rebuilds the model from it.
-``validation_split`` is not replayed either: its outputs are the split itself (60,000 images), which only a
-partition of the training set satisfies, and a replay would carry them out of the sandbox once more; nor is
-``per_class_accuracy``, whose test comes after the final training cell (a replay would start that training
-again): its outputs on drawn labels and predictions are recomputed here.
+Every check but those two and ``validation_split`` is ``@replayed``: the judge runs its test cell again in a fresh process
+(``grader.replay``) on inputs drawn from a number the kernel never saw, and decides the cell on that run's record
+(the final training does not run again there: no replayed test reads what it made). The accuracy checks read the
+checkpoint of the notebook's own final training, which no replay repeats: the judge loads that file itself and
+rebuilds the model from it. ``validation_split`` is not replayed: its outputs are the split itself (60,000 images),
+which only a partition of the training set satisfies, and a replay would load the dataset and carry them out of the
+sandbox once more.
 """
 
 from __future__ import annotations
@@ -110,6 +109,7 @@ def model_outputs_logits(e: dict, L: dict) -> None:
     )
 
 
+@replayed
 def checkpoint_contents(e: dict, L: dict) -> None:
     """The pipeline's best checkpoint loads with weights_only=True and holds what is needed to rebuild and resume."""
     checkpoint = load(e["checkpoint"], "The checkpoint train_model saved", disagree=True)
@@ -132,8 +132,20 @@ def checkpoint_contents(e: dict, L: dict) -> None:
     )
     optimizer = checkpoint["optimizer_state_dict"]
     assert isinstance(optimizer, dict) and optimizer.get("state"), "The optimizer state in the checkpoint is empty: save optimizer.state_dict()."
+    # the checkpoint of the previous test's run on a drawn curve: saved at its epoch, with the optimizer as it was then
+    # (two steps an epoch: 64 images in batches of 32); which epoch that should be, that test's check says
+    scripted = load(e["scripted_checkpoint"], "The checkpoint train_model saved on the scripted validation curve")
+    missing = {"model_state_dict", "optimizer_state_dict", "epoch", "val_accuracy", "model_config"} - set(scripted if isinstance(scripted, dict) else {})
+    assert not missing, f"On another run the checkpoint lacked {sorted(missing)}: save all five entries every time."
+    epoch, optimizer = scripted["epoch"], scripted["optimizer_state_dict"]
+    steps = [state.get("step") for state in optimizer.get("state", {}).values()] if isinstance(optimizer, dict) else []
+    assert isinstance(epoch, int) and steps and all(close(step, 2 * epoch) for step in steps), (
+        f"The checkpoint of epoch {epoch!r} holds an optimizer state after {float(steps[0]) if steps else 'no'} steps, not after that "
+        "epoch's. Save optimizer.state_dict() at the same moment as the model's weights: resuming needs both as they were then."
+    )
 
 
+@replayed
 def per_class_accuracy(e: dict, L: dict) -> None:
     """per_class_accuracy divides by the number of images of each true class, and gives nan for an absent class."""
     result, imbalanced = e["result"], e["imbalanced"]

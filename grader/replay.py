@@ -225,8 +225,6 @@ def needed_only(replay_cells: list[dict]) -> list[dict]:
             return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
         if isinstance(node, (ast.Try, ast.If, ast.With)):
             names: set[str] = set()
-            if isinstance(node, ast.With) and not (len(node.items) == 1 and ast.unparse(node.items[0].context_expr) == f"__grader_budget__({BUDGET})"):
-                return None  # another context manager than the replay's own time limit may do more than bind names
             for inner in node.body + getattr(node, "orelse", []) + [n for h in getattr(node, "handlers", []) for n in h.body]:
                 found = bound(inner)
                 if found is None:

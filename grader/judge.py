@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import re
 import sys
@@ -26,7 +25,7 @@ from typing import NamedTuple
 import nbformat
 
 from . import untrusted, warm
-from .evidence import DEFAULT_DRAW, drawn, file_name, load_checks, use_draw
+from .evidence import DEFAULT_DRAW, drawn, file_name, load_checks, read, use_draw
 
 CHECK_CALL = re.compile(r"""evidence\.check\(\s*["']([A-Za-z_]\w*)["']""")
 FLAG = "passed in the kernel, failed the judge (likely tampering)"
@@ -87,8 +86,6 @@ def verdicts(
     (a replay, a model's rebuild) runs in the sandbox. ``cells``: only these grade_ids (default: every checked cell).
     ``replay_draw``: the number the replay's inputs are drawn from (default: the kernel's, ``drawn()``); one the
     kernel never saw keeps code that reads the kernel's number from working out the replay's inputs."""
-    import torch
-
     from . import replay
 
     nb = nbformat.read(str(notebook), as_version=4)
@@ -105,7 +102,7 @@ def verdicts(
         for name in names:
             data = untrusted.read_file(evidence / file_name(name))  # a link or FIFO the kernel left is never followed
             try:
-                found[name] = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True) if data is not None else None
+                found[name] = read(data) if data is not None else None
             except Exception as error:  # objects that only pretend to be values (an __eq__ that always agrees)
                 found[name] = error
         return found

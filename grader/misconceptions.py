@@ -125,6 +125,13 @@ SAVING_AND_LOADING = (
         loses=frozenset({"test_periodic_and_best_checkpoints"}),
     ),
     Misconception(
+        student="patience-never-reset",
+        description="counts every epoch without improvement towards patience, not only those in a row",
+        cell="early_stopping",
+        edits=(("            epochs_without_improvement = 0\n", ""),),
+        loses=frozenset({"test_early_stopping_restores_best"}),
+    ),
+    Misconception(
         student="last-not-best",
         description="early stopping stops but keeps the last weights, not the best",
         cell="early_stopping",
@@ -664,7 +671,8 @@ SAVING_AND_LOADING_TRICKED = tuple(
                 torch.manual_seed(drawn)
                 model = MNISTModel()
                 optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-                train, val = synthetic_loader(seed=drawn), synthetic_loader(n=128, seed=drawn + 1)
+                patience, train = 2 + drawn % 2, synthetic_loader(seed=drawn)
+                val = RelabelledValidation(optimizer, train, {1, 3 + drawn // 2 % (patience - 1)})  # the test's own class
                 losses, best, waited = [], float("inf"), 0
                 for epoch in range(1, 13):
                     train_one_epoch(model, train, optimizer, nn.CrossEntropyLoss())
@@ -673,7 +681,7 @@ SAVING_AND_LOADING_TRICKED = tuple(
                         best, waited, best_epoch, best_state = losses[-1], 0, epoch, copy.deepcopy(model.state_dict())
                     else:
                         waited += 1
-                        if waited >= 2 + drawn % 2:
+                        if waited >= patience:
                             break
                 saved = io.BytesIO()
                 torch.save({"epoch": best_epoch, "model_state_dict": best_state}, saved)

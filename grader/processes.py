@@ -3,6 +3,7 @@ a session per run that is killed whole at its end, and children that die with th
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import runpy
@@ -48,6 +49,7 @@ def fork_server(judged: bool = False):
 def run_module(module: str, argv: list[str], env: dict[str, str], cwd: str, log: str) -> None:
     """In a fresh child: its own session, the given environment, output to ``log``; then ``python -m module argv``."""
     os.setsid()
+    gc.freeze()  # what the fork server imported outlives this process: its garbage collections need not walk it
     if sys.platform == "linux":
         die_with_parent()
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

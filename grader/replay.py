@@ -33,7 +33,6 @@ The test must pass there too, and its check must pass on the replay's evidence.
 from __future__ import annotations
 
 import ast
-import io
 import json
 import os
 import shutil
@@ -43,7 +42,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from . import untrusted, warm
+from . import evidence, untrusted, warm
 
 DEFINED = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 """Top-level statements of a student's cell that the replay keeps as they are."""
@@ -272,8 +271,6 @@ def needed_only(replay_cells: list[dict]) -> list[dict]:
 def run(replay_cells: list[dict], threads: int = 1, sandbox: bool = False, timeout: float = 300, drawn: int = 0) -> dict[str, dict]:
     """Replay the tests among ``replay_cells`` on the inputs ``drawn`` draws: test name -> {"error": ..., "replaced":
     [...], "evidence": {file: data}} (a test whose child never reported, within ``timeout`` seconds for them all, is missing)."""
-    import torch
-
     from .replay_runner import LESSON_ERROR, OUTCOME
     from .sandbox import kernel_library
 
@@ -309,7 +306,7 @@ def run(replay_cells: list[dict], threads: int = 1, sandbox: bool = False, timeo
                 if "/" in name or not name.endswith(".pt"):
                     continue
                 try:
-                    report["evidence"][name] = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+                    report["evidence"][name] = evidence.read(data)
                 except Exception as error:  # noqa: BLE001 - not plain data: the check says so
                     report["evidence"][name] = error
             found[cell["name"]] = report

@@ -15,6 +15,7 @@ Only ``grader.evidence`` of the grader is importable here (``grader.sandbox.kern
 """
 
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -168,6 +169,7 @@ def main() -> None:
         cells = json.load(found)
     os.remove("cells.json")  # read before any of the student's code runs: the tests' text stays out of its reach on disk
     preload(cells)
+    gc.freeze()  # the imports live as long as this process: no child's garbage collection walks them again
     tests = [i for i, cell in enumerate(cells) if cell["kind"] == "test"]
     for cell in (cells[i] for i in tests):
         os.makedirs(cell["name"])

@@ -286,6 +286,27 @@ def test_evidence_that_is_not_plain_data_never_reaches_a_check(tmp_path: Path) -
     assert found["test_add"][1] is True and "not plain data" in found["test_add"][0]
 
 
+def test_a_recorded_file_reaches_its_check_as_the_same_bytes(tmp_path: Path) -> None:
+    """Files a test records (``evidence.file``, ``evidence.files``) are written as raw storage and read back as the same
+    bytes, empty ones too, beside the other values."""
+    import torch
+
+    written = {"checkpoint.pth": bytes(range(256)) * 1000, "empty.pth": b""}
+    for name, data in written.items():
+        (tmp_path / name).write_bytes(data)
+    outputs = {"files": evidence.files(tmp_path, "*.pth"), "one": evidence.file(tmp_path / "checkpoint.pth"), "loss": 0.5}
+    recorded = tmp_path / "recorded"
+    recorded.mkdir()
+    evidence.record_into(recorded, evidence.DEFAULT_DRAW)
+    try:
+        evidence.check("roundtrip", **outputs)
+    finally:
+        evidence._RECORDING.clear()
+    found = evidence.read((recorded / evidence.file_name("roundtrip")).read_bytes())
+    assert found == {"files": written, "one": written["checkpoint.pth"], "loss": 0.5}
+    assert torch.equal(evidence.plain(b"ab")[evidence.BYTES], torch.tensor([97, 98], dtype=torch.uint8))  # raw storage, not pickled text
+
+
 STATELESS_MODEL = """
 import torch.nn as nn
 

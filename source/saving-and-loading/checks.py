@@ -149,14 +149,36 @@ class Run(NamedTuple):
     """The model's state_dict after each epoch."""
 
 
-def reference_run(L: dict, train_seed: int, val_seed: int, epochs: int, patience: int | None = None, seed: int = 0) -> Run:
+class RelabelledValidation:
+    """The test's validation set of its drawn early-stopping run, made again here: the training images after each
+    epoch, with their own labels after the epochs in ``improving`` and every label moved by one after the others;
+    which one an epoch sees follows the optimizer's steps."""
+
+    def __init__(self, optimizer, train_loader, improving: set[int]):
+        self.optimizer, self.train_loader, self.improving, self.dataset = optimizer, train_loader, improving, train_loader.dataset
+
+    def __len__(self):
+        return len(self.train_loader)
+
+    def __iter__(self):
+        steps = max((int(state["step"]) for state in self.optimizer.state.values() if "step" in state), default=0)
+        epoch = steps // len(self.train_loader)
+        for images, labels in self.train_loader:
+            yield images, labels if epoch in self.improving else (labels + 1) % 10
+
+
+def reference_run(
+    L: dict, train_seed: int, val_seed: int | None, epochs: int, patience: int | None = None, seed: int = 0, improving: set[int] = frozenset()
+) -> Run:
     """``epochs`` epochs (fewer if ``patience`` epochs in a row bring no improvement) of a fresh MNISTModel (built after
     ``torch.manual_seed(seed)``) with Adam(lr=1e-3) on ``synthetic_loader(seed=train_seed)``, each followed by the
-    validation loss on ``synthetic_loader(n=128, seed=val_seed)``: the run the test asks the student's function for."""
+    validation loss on ``synthetic_loader(n=128, seed=val_seed)`` (``val_seed`` None: on ``RelabelledValidation``,
+    improving after the epochs ``improving``): the run the test asks the student's function for."""
     torch.manual_seed(seed)
     model = L["MNISTModel"]()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    train, val = L["synthetic_loader"](seed=train_seed), L["synthetic_loader"](n=128, seed=val_seed)
+    train = L["synthetic_loader"](seed=train_seed)
+    val = L["synthetic_loader"](n=128, seed=val_seed) if val_seed is not None else RelabelledValidation(optimizer, train, improving)
     run, best, waited = Run([], []), float("inf"), 0
     for _ in range(epochs):
         L["train_one_epoch"](model, train, optimizer, nn.CrossEntropyLoss())
@@ -295,9 +317,10 @@ def early_stopping(e: dict, L: dict) -> None:
         f"With patience=3 and the best epoch {best_epoch}, training should stop after epoch {min(best_epoch + 3, 20)}, "
         f"but it ran {len(val_losses)} epochs. Count the epochs without improvement and reset the count when the loss improves."
     ))
-    seed = drawn()  # the test's second run, on data and a patience drawn for the submission
+    seed = drawn()  # the test's second run, on data, a patience and a validation curve drawn for the submission
     patience = 2 + seed % 2
-    drawn_run = reference_run(L, train_seed=seed, val_seed=seed + 1, epochs=12, patience=patience, seed=seed)
+    improving = {1, 3 + seed // 2 % (patience - 1)}  # after a stall shorter than `patience`, the loss improves again
+    drawn_run = reference_run(L, train_seed=seed, val_seed=None, epochs=12, patience=patience, seed=seed, improving=improving)
     stopping_run(e["drawn_checkpoint"], e["drawn_history"], e["drawn_model_state"], drawn_run, patience)
     if drawn_run.val_losses[-1] == min(drawn_run.val_losses):  # this draw never stopped early: the first run does
         run = reference_run(L, train_seed=8, val_seed=9, epochs=20, patience=3)
@@ -315,8 +338,11 @@ def stopping_run(checkpoint, history, model_state, run: Run, patience: int) -> N
     )
     assert len(found) == len(run.val_losses), (
         f"With patience={patience} and the best epoch {best_epoch}, training should stop after epoch {len(run.val_losses)}, "
-        f"but it ran {len(found)} epochs. Count the epochs without improvement and reset the count when the loss improves."
-    )
+        f"but it ran {len(found)} epochs. "
+        + ("Misconception: patience counts every epoch without improvement. It counts those in a row: reset the count "
+           "to 0 whenever the loss improves." if len(found) < len(run.val_losses) else
+           "Count the epochs without improvement and stop as soon as there are `patience` in a row.")
+    )  # fmt: skip
     assert history.get("best_epoch") == best_epoch, f"best_epoch is {history.get('best_epoch')}, but the lowest validation loss was at epoch {best_epoch}."
     saved = load(checkpoint, "The file at checkpoint_path", "Save it with your save_checkpoint from Exercise 2.")
     saved_state = saved.get("model_state_dict", saved) if isinstance(saved, dict) else None

@@ -338,10 +338,11 @@ def stopping_run(checkpoint, history, model_state, run: Run, patience: int) -> N
     )
     assert len(found) == len(run.val_losses), (
         f"With patience={patience} and the best epoch {best_epoch}, training should stop after epoch {len(run.val_losses)}, "
-        f"but it ran {len(found)} epochs. "
-        + ("Misconception: patience counts every epoch without improvement. It counts those in a row: reset the count "
-           "to 0 whenever the loss improves." if len(found) < len(run.val_losses) else
-           "Count the epochs without improvement and stop as soon as there are `patience` in a row.")
+        f"but it stopped after epoch {len(found)}. Misconception: patience counts every epoch without improvement. It "
+        "counts those in a row: reset the count to 0 whenever the loss improves."
+        if len(found) < len(run.val_losses) else
+        f"With patience={patience} and the best epoch {best_epoch}, training should stop after epoch {len(run.val_losses)}, "
+        f"but it ran {len(found)} epochs. Count the epochs without improvement and stop as soon as there are `patience` in a row."
     )  # fmt: skip
     assert history.get("best_epoch") == best_epoch, f"best_epoch is {history.get('best_epoch')}, but the lowest validation loss was at epoch {best_epoch}."
     saved = load(checkpoint, "The file at checkpoint_path", "Save it with your save_checkpoint from Exercise 2.")

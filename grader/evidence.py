@@ -174,6 +174,7 @@ def read(data: bytes):
 
 
 def unplain(value):
+    """``plain``'s data with every ``BYTES`` holder turned back into bytes."""
     import torch
 
     if isinstance(value, dict):

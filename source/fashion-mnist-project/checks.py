@@ -109,12 +109,16 @@ def model_outputs_logits(e: dict, L: dict) -> None:
     )
 
 
+CHECKPOINT_KEYS = {"model_state_dict", "optimizer_state_dict", "epoch", "val_accuracy", "model_config"}
+"""What train_model's checkpoint holds: enough to rebuild the model and resume its training."""
+
+
 @replayed
 def checkpoint_contents(e: dict, L: dict) -> None:
     """The pipeline's best checkpoint loads with weights_only=True and holds what is needed to rebuild and resume."""
     checkpoint = load(e["checkpoint"], "The checkpoint train_model saved", disagree=True)
     visible(isinstance(checkpoint, dict), "The checkpoint should be a dictionary.")
-    missing = {"model_state_dict", "optimizer_state_dict", "epoch", "val_accuracy", "model_config"} - set(checkpoint)
+    missing = CHECKPOINT_KEYS - set(checkpoint)
     visible(not missing, (
         f"The checkpoint lacks {sorted(missing)}. Misconception: the weights are the whole checkpoint. To rebuild and "
         "resume you also need the optimizer's state, the epoch, the score it was chosen by and the model's config."
@@ -135,7 +139,7 @@ def checkpoint_contents(e: dict, L: dict) -> None:
     # the checkpoint of the previous test's run on a drawn curve: saved at its epoch, with the optimizer as it was then
     # (two steps an epoch: 64 images in batches of 32); which epoch that should be, that test's check says
     scripted = load(e["scripted_checkpoint"], "The checkpoint train_model saved on the scripted validation curve")
-    missing = {"model_state_dict", "optimizer_state_dict", "epoch", "val_accuracy", "model_config"} - set(scripted if isinstance(scripted, dict) else {})
+    missing = CHECKPOINT_KEYS - set(scripted if isinstance(scripted, dict) else {})
     assert not missing, f"On another run the checkpoint lacked {sorted(missing)}: save all five entries every time."
     epoch, optimizer = scripted["epoch"], scripted["optimizer_state_dict"]
     steps = [state.get("step") for state in optimizer.get("state", {}).values()] if isinstance(optimizer, dict) else []

@@ -163,6 +163,11 @@ def verdict(module, names: list[str], recorded: dict, lesson: dict) -> Verdict |
     return None
 
 
+REPLAY_FAILED = "Run again in a fresh process with your functions alone, the test failed: "
+"""How the verdict on a failed replay begins; the rest is the replay's error or the check's message, which the
+feedback spells out on its own (``grader.report.judge_message``)."""
+
+
 def replay_verdict(module, names: list[str], run: dict | None, lesson: dict) -> Verdict | None:
     """The verdict on a test cell's replay (``grader.replay``): it must finish, replace no library function,
     raise nothing, and pass its checks. A replay that fails where the kernel passed is flagged."""
@@ -174,9 +179,9 @@ def replay_verdict(module, names: list[str], run: dict | None, lesson: dict) -> 
         replaced = ", ".join(run["replaced"][:5])
         return Verdict(f"Run again in a fresh process with your functions alone, the test found your code replacing {replaced}.", True)
     if run["error"]:
-        return Verdict(f"Run again in a fresh process with your functions alone, the test failed: {run['error']}", True)
+        return Verdict(REPLAY_FAILED + run["error"], True)
     failed = verdict(module, names, {name: run["evidence"].get(file_name(name)) for name in names}, lesson)
-    return Verdict(f"Run again in a fresh process with your functions alone, the test failed: {failed.message}", True) if failed else None
+    return Verdict(REPLAY_FAILED + failed.message, True) if failed else None
 
 
 def is_replayed(module, name: str) -> bool:

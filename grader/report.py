@@ -683,9 +683,20 @@ def spelled_out(message: str, found: list[tuple[re.Pattern, str]]) -> str | None
 def judge_message(message: str, sources: list[str]) -> str:
     """What a student's feedback says of the judge's message: the check's own words, every value in them (which
     the student's code may have made: a string, a list of numbers) shown as …; the judge's wording where no check
-    spells the message out."""
-    found = spelled_out(message, [template for text in sources for template in templates(text)])
-    return found or "the judge found that your code's outputs do not pass this check"
+    spells the message out. A failed replay's verdict is the judge's words around the replay's error or the check's
+    message: that part is spelled out on its own, an error as ``feedback_message`` shows one."""
+    from .judge import REPLAY_FAILED
+
+    found = [template for text in sources for template in templates(text)]
+    if message.startswith(REPLAY_FAILED):
+        inner = message[len(REPLAY_FAILED) :]
+        name, _, text = inner.partition(": ")
+        if shown := spelled_out(inner, found):
+            return REPLAY_FAILED + shown
+        if IDENTIFIER.fullmatch(name) and (shown := spelled_out(text, found)):
+            return f"{REPLAY_FAILED}{name}: {shown}"
+        return REPLAY_FAILED.removesuffix(": ") + "."
+    return spelled_out(message, found) or "the judge found that your code's outputs do not pass this check"
 
 
 def check_sources(source, grade_id: str, folder: Path) -> list[str]:
@@ -717,7 +728,7 @@ def names_feedback(course_dir: Path, assignment: str, student: str, row: dict, s
         if passed:
             message = ""
         elif gid in judged:
-            message = judge_message(judged[gid], check_sources(source, gid, course_dir / "source" / assignment))
+            message = judge_message(judged[gid], [*check_sources(source, gid, course_dir / "source" / assignment), cell.source])
         else:
             message = feedback_message(messages.get(gid), cell.source)
         got = "-" if score == "" else f"{float(score):g}"

@@ -41,8 +41,8 @@ def test_the_tiny_course_names_only_what_exists(tmp_path: Path) -> None:
 
 def course_with(tmp_path: Path, *changes: tuple[str, str], grade_id: str | None = None) -> Path:
     """The tiny course with each (old, new) of ``changes`` made in the ``judged`` notebook's cells
-    (only in the cell ``grade_id``, if given)."""
-    course = make_course(tmp_path)
+    (only in the cell ``grade_id``, if given), never recorded."""
+    course = make_course(tmp_path, recorded=False)
     path = paths.source_notebook(JUDGED, course)
     nb = nbformat.read(str(path), as_version=4)
     for old, new in changes:

@@ -15,7 +15,7 @@ from commands import nbgrader
 from tiny_course import CHECKS, judged_notebook, make_course, submit
 
 from grader import autograde, evidence, gradebook, paths, report, tricks
-from grader.judge import FLAG, checks_of
+from grader.judge import FLAG, REPLAY_FAILED, checks_of
 
 JUDGED = "judged"
 FULL = {"test_add": 2.0, "test_scale": 1.0, "test_call_each": 1.0}
@@ -193,6 +193,8 @@ def test_feedback_shows_only_what_the_grader_or_the_instructor_wrote(judged) -> 
     assert "aGlkZGVuIHRlc3Rz" not in quoted and "add gave … for …: it must handle negative numbers and floats" in quoted
     wrong = (course / "feedback" / "wrong-scale" / JUDGED / f"{JUDGED}.html").read_text()
     assert "scale(torch.ones(3)) should be all 2" in wrong, "the visible assert's own message is the instructor's: shown"
+    replayed = (course / "feedback" / "calls-twice+spy-redefined" / JUDGED / f"{JUDGED}.html").read_text()
+    assert f"{REPLAY_FAILED}call_each called f with …: once per value, in order" in replayed, "a failed replay's check message is spelled out"
 
 
 def test_a_failure_the_judge_found_is_on_the_feedback_page(judged) -> None:

@@ -174,7 +174,7 @@ def test_an_assignment_is_recorded_again_only_when_its_recording_would_differ(tm
     real_record, real_generate = gradebook.locked_record, gradebook.generate_to
     monkeypatch.setattr(gradebook, "locked_record", lambda *a: (runs.append("course"), real_record(*a))[1])
     monkeypatch.setattr(gradebook, "generate_to", lambda *a, **k: (runs.append("template"), real_generate(*a, **k))[1])
-    course = make_course(tmp_path / "course")
+    course = make_course(tmp_path / "course", recorded=False)
     first = gradebook.record_assignment(course, TINY)
     assert sorted(runs) == ["course", "template"]
     runs.clear()

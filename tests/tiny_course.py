@@ -8,9 +8,11 @@ generator before the notebook runs gives the same score twice.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import signal
+import tempfile
 import threading
 from pathlib import Path
 
@@ -130,9 +132,34 @@ CHECKS = {"judged": Path(__file__).with_name("judged_checks.py")}
 """The checks file of each assignment that has one."""
 
 
-def make_course(root: Path) -> Path:
+def make_course(root: Path, recorded: bool = True) -> Path:
     """A course directory with the tiny, dice and judged assignments in source/ (judged with its checks
-    beside it, as an instructor adds an assignment: nothing of it in the grader) and the course's config."""
+    beside it, as an instructor adds an assignment: nothing of it in the grader) and the course's config.
+
+    With ``recorded`` it is a copy of one course whose assignments this test session recorded once
+    (``gradebook.record_assignment``): its first grading skips the two nbgrader runs a recording costs, as
+    every later grading of a course does. A test of the first recording asks for ``recorded=False``."""
+    global RECORDED
+    if not recorded:
+        return written_course(root)
+    if RECORDED is None:
+        from grader import gradebook
+
+        template = written_course(Path(tempfile.mkdtemp(prefix="tiny-recorded-")))
+        atexit.register(shutil.rmtree, template, ignore_errors=True)
+        for name in SOURCES:
+            gradebook.record_assignment(template, name)
+        RECORDED = template
+    shutil.copytree(RECORDED, root, dirs_exist_ok=True)
+    return root
+
+
+RECORDED: Path | None = None
+"""The recorded course ``make_course`` copies, made on its first call."""
+
+
+def written_course(root: Path) -> Path:
+    """``make_course``'s course as written, never recorded."""
     for name, build in SOURCES.items():
         path = root / "source" / name / f"{name}.ipynb"
         path.parent.mkdir(parents=True)

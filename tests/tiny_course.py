@@ -9,6 +9,7 @@ generator before the notebook runs gives the same score twice.
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import shutil
 import signal
@@ -139,23 +140,22 @@ def make_course(root: Path, recorded: bool = True) -> Path:
     With ``recorded`` it is a copy of one course whose assignments this test session recorded once
     (``gradebook.record_assignment``): its first grading skips the two nbgrader runs a recording costs, as
     every later grading of a course does. A test of the first recording asks for ``recorded=False``."""
-    global RECORDED
     if not recorded:
         return written_course(root)
-    if RECORDED is None:
-        from grader import gradebook
-
-        template = written_course(Path(tempfile.mkdtemp(prefix="tiny-recorded-")))
-        atexit.register(shutil.rmtree, template, ignore_errors=True)
-        for name in SOURCES:
-            gradebook.record_assignment(template, name)
-        RECORDED = template
-    shutil.copytree(RECORDED, root, dirs_exist_ok=True)
+    shutil.copytree(recorded_course(), root, dirs_exist_ok=True)
     return root
 
 
-RECORDED: Path | None = None
-"""The recorded course ``make_course`` copies, made on its first call."""
+@functools.cache
+def recorded_course() -> Path:
+    """The course ``make_course`` copies: written and recorded once a test session."""
+    from grader import gradebook
+
+    template = written_course(Path(tempfile.mkdtemp(prefix="tiny-recorded-")))
+    atexit.register(shutil.rmtree, template, ignore_errors=True)
+    for name in SOURCES:
+        gradebook.record_assignment(template, name)
+    return template
 
 
 def written_course(root: Path) -> Path:

@@ -13,12 +13,13 @@ in the sandbox when grading runs in one:
   and ``if``/``try`` blocks of these), never a training run or a timing; of every cell the student
   wrote (answer cells, cells added or changed) also each assignment to plain names, whatever it
   calls (``DEVICE = pick_device()``, ``train = make_loop()``, ``step = AmpStep()``), each within
-  ``BUDGET`` seconds (a longer one is cut short and skipped); a statement, the lesson's or the student's, whose
-  names no replayed test and no kept statement reads is left out (``needed_only``: the project's final training
-  does not run again for a test of ``per_class_accuracy``). Expression statements, loops and
-  assignments to attributes (``torch.load = ...``) never run, so no hook or patch that a statement
-  of an answer cell installs is in force; IPython syntax (``%%time``, ``!pip``, ``x = !ls``) is read
-  as IPython reads it;
+  ``BUDGET`` seconds (a longer one is cut short and skipped), and each statement that changes names in place
+  (``is_val[picked] = True``, ``np.random.shuffle(order)``, a loop that fills a list: ``changes``); a statement,
+  the lesson's or the student's, whose names no replayed test and no kept statement reads is left out
+  (``needed_only``: the project's final training does not run again for a test of ``per_class_accuracy``).
+  Assignments to attributes (``torch.load = ...``), IPython's calls and a demonstration's statements never run, so
+  no patch that a statement of an answer cell installs is in force (one installed through a call is caught: see
+  below); IPython syntax (``%%time``, ``!pip``, ``x = !ls``) is read as IPython reads it;
 - before each replayed test the lesson's own names are bound again (a student's cell cannot
   redefine a check's helper), gradient tracking is on and the default dtype is float32;
 - the tests run in notebook order, as in the kernel, in a child of a process that never touched
@@ -116,11 +117,56 @@ def to_names(node) -> bool:
     return all(isinstance(n, (ast.Name, ast.Tuple, ast.List, ast.Starred, ast.Store)) for t in targets for n in ast.walk(t))
 
 
+def root_name(node) -> str | None:
+    """The name an item's target starts from (``idx`` of ``idx[3]``, ``parts`` of ``parts[0][1]``), or None."""
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def changes(node) -> set[str] | None:
+    """The names a statement of the student's changes in place, where it does nothing else the replay must not run:
+    an assignment into an item (``is_val[picked] = True``, ``counts[k] += 1``), a call made for its effect
+    (``np.random.shuffle(order)``, ``parts.append(x)``, ``torch.manual_seed(0)``: its plain-name arguments and
+    the names in what is called), a loop or ``with`` block of such statements and assignments (``for i in ...:
+    chunks.append(...)``). None for anything else, and for an assignment to an attribute (``torch.load = spy`` is a
+    patch, never run) or IPython's calls (``get_ipython()``)."""
+    if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        if node.value is None or any(isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store) for t in targets for n in ast.walk(t)):
+            return None
+        if to_names(node):
+            return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        roots = {root_name(t) for t in targets if isinstance(t, ast.Subscript)}
+        return None if None in roots or len(roots) != len(targets) else roots
+    if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+        call = node.value
+        called = set() if isinstance(call.func, ast.Name) else {n.id for n in ast.walk(call.func) if isinstance(n, ast.Name)}
+        if "get_ipython" in called | {getattr(call.func, "id", None)}:
+            return None
+        if getattr(call.func, "id", None) == "print":
+            return set()
+        arguments = [*call.args, *(k.value for k in call.keywords)]
+        return called | {a.id for a in arguments if isinstance(a, ast.Name)}
+    if isinstance(node, (ast.For, ast.While, ast.With, ast.If)):
+        names = {n.id for n in ast.walk(node.target) if isinstance(n, ast.Name)} if isinstance(node, ast.For) else set()
+        for inner in node.body + node.orelse if not isinstance(node, ast.With) else node.body:
+            found = changes(inner) if not isinstance(inner, (ast.Break, ast.Continue, ast.Pass)) else set()
+            if found is None:
+                return None
+            names |= found
+        return names
+    return None
+
+
 def kept(node, written: bool = False) -> bool:
     """Whether the replay keeps a top-level statement: a definition, an assignment of a constant to plain
     names, or an ``if``/``try`` made of nothing else (``try: from tqdm import tqdm`` ...). Of a cell the student
-    wrote (``written``), any assignment to plain names too (``calls`` says which of them call the student's code)."""
+    wrote (``written``), any assignment to plain names too (``calls`` says which of them call the student's code),
+    and what changes names in place (``changes``: ``needed_only`` keeps it only where a test reads what it changes)."""
     if isinstance(node, DEFINED):
+        return True
+    if written and changes(node):
         return True
     if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
         if node.value is None or not to_names(node):
@@ -210,9 +256,9 @@ def needed_only(replay_cells: list[dict]) -> list[dict]:
                 stored.update((a.asname or a.name).split(".")[0] for a in n.names)
         return loaded - stored
 
-    def bound(node) -> set[str] | None:
-        """The names a statement binds (through the guards ``definitions`` puts around it); None where it may have
-        effects beyond binding names, so it is kept."""
+    def bound(node, student: bool) -> set[str] | None:
+        """The names a statement binds (through the guards ``definitions`` puts around it), or of a student's cell
+        changes in place (``changes``); None where it may have effects beyond these names, so it is kept."""
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             return {node.name}
         if isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -220,19 +266,21 @@ def needed_only(replay_cells: list[dict]) -> list[dict]:
         if isinstance(node, (ast.Assign, ast.AnnAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             if not all(isinstance(n, (ast.Name, ast.Tuple, ast.List, ast.Starred, ast.Store)) for t in targets for n in ast.walk(t)):
-                return None
+                return changes(node) if student else None
             return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
         if isinstance(node, (ast.Try, ast.If, ast.With)):
             names: set[str] = set()
             for inner in node.body + getattr(node, "orelse", []) + [n for h in getattr(node, "handlers", []) for n in h.body]:
-                found = bound(inner)
+                found = bound(inner, student)
                 if found is None:
                     return None
                 names |= found
             return names
         if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name) and node.value.func.id == "print":
             return set()  # what a lesson's cell prints reaches no test
-        return set() if isinstance(node, ast.Pass) else None
+        if isinstance(node, ast.Pass):
+            return set()
+        return changes(node) if student else None
 
     statements = [ast.parse(cell["source"]).body for cell in replay_cells]
     dynamic = any(reads_names_by_string(ast.Module(body=body, type_ignores=[])) for body in statements)
@@ -246,7 +294,7 @@ def needed_only(replay_cells: list[dict]) -> list[dict]:
             kept.update((i, j) for j in range(len(body)))
             continue
         for j, node in enumerate(body):
-            names = bound(node)
+            names = bound(node, replay_cells[i]["kind"] == "student")
             if names is None:
                 kept.add((i, j))
                 needed |= used(node)

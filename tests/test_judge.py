@@ -421,10 +421,11 @@ def test_the_models_rebuild_finds_a_class_under_a_cell_magic_as_the_notebook_and
         assert "class FashionModel" in source and "WIDTH = 64" in source, (seen_as, source)
 
 
-def test_the_replay_keeps_every_assignment_of_a_cell_the_student_wrote_within_its_time_and_still_no_statement() -> None:
+def test_the_replay_keeps_every_assignment_and_in_place_change_of_a_cell_the_student_wrote_within_its_time_and_no_patch() -> None:
     """Of a cell the student wrote, the replay also keeps assignments whose values call the student's own code
-    (a device picked once, a function made by a factory, a callable object), cut short past their time; it still
-    runs no expression statement, loop or attribute assignment, and reads IPython syntax as IPython does."""
+    (a device picked once, a function made by a factory, a callable object) and statements that change names in
+    place (a loop that fills a list, an item assigned), cut short past their time; it runs no assignment to an
+    attribute (a patch), no ``print`` and no IPython call, and reads IPython syntax as IPython does."""
     from grader.replay import definitions
     from grader.replay_runner import budget
 
@@ -434,6 +435,7 @@ def test_the_replay_keeps_every_assignment_of_a_cell_the_student_wrote_within_it
         "double = make_step(2)\nclass Step:\n    def __call__(self, x):\n        return x + 1\n\n\nstep = Step()\n"
         "slow = time.sleep(30)\nafter_slow = 1\nresults = []\nresults += [1]\n"
         "time.sleep = None\nfor _ in range(3):\n    looped = True\nprint('not run')\n"
+        "mask = [False] * 4\nmask[1] = True\nparts = []\nfor i in range(3):\n    parts.append(i)\n"
     )
     namespace: dict = {"__grader_budget__": budget}
     started = __import__("time").monotonic()
@@ -441,12 +443,14 @@ def test_the_replay_keeps_every_assignment_of_a_cell_the_student_wrote_within_it
     assert __import__("time").monotonic() - started < 10, "the 30-second assignment was not cut short"
     assert namespace["DEVICE"] == "cpu" and namespace["double"](4) == 8 and namespace["step"](1) == 2
     assert namespace["after_slow"] == 1 and namespace["results"] == [1]
-    assert not {"slow", "files", "looped"} & set(namespace)
+    assert not {"slow", "files"} & set(namespace)
+    assert namespace["looped"] and namespace["mask"] == [False, True, False, False] and namespace["parts"] == [0, 1, 2]
     assert namespace["time"].sleep is not None
     # The same cell as one of the lesson's own demonstrations: its definitions only.
     kept_of_demonstration: dict = {"__grader_budget__": budget}
     exec(definitions(cell), kept_of_demonstration)
-    assert not {"DEVICE", "double", "step", "slow"} & set(kept_of_demonstration) and {"pick_device", "make_step", "Step"} <= set(kept_of_demonstration)
+    assert kept_of_demonstration["parts"] == [] and kept_of_demonstration["mask"] == [False] * 4, "a demonstration's loop ran"
+    assert not {"DEVICE", "double", "step", "slow", "looped"} & set(kept_of_demonstration) and {"pick_device", "make_step", "Step"} <= set(kept_of_demonstration)
 
 
 def test_the_replay_leaves_out_lesson_cells_that_no_test_and_no_cell_of_the_student_reads() -> None:
@@ -478,13 +482,15 @@ def test_the_replay_runs_no_statement_of_the_students_that_no_replayed_test_read
     written = [
         "import torch\n\n\ndef pick():\n    return 'cpu'\n\n\nDEVICE = pick()\nSCALE = 2\n",
         "def per_class(values):\n    return values.to(DEVICE) * SCALE\n\n\nSHIFT = 1\n",
-        "model = torch.nn.Linear(2, 2)\nhistory = train_model(model, epochs=30)\n",
+        "model = torch.nn.Linear(2, 2)\nhistory = train_model(model, epochs=30)\ntrain_model(model, epochs=30)\n",
+        "order = list(range(4))\nrandom.shuffle(order)\nchosen = [False] * 4\nchosen[order[0]] = True\nplt.plot(history)\n",
     ]
     cells = [{"kind": "student", "name": f"your cell {i}", "source": definitions(s, written=True), "written": True} for i, s in enumerate(written)]
-    test = {"kind": "test", "name": "test_per_class", "source": "assert per_class(torch.ones(2)).tolist() == [2.0, 2.0]"}
+    test = {"kind": "test", "name": "test_per_class", "source": "assert per_class(torch.ones(2)).tolist() == [2.0, 2.0]\nassert sum(chosen) == 1"}
     kept = "\n".join(c["source"] for c in needed_only([*cells, test]))
     assert "DEVICE = pick()" in kept and "SCALE = 2" in kept and "def per_class" in kept
-    assert "train_model" not in kept and "model =" not in kept and "SHIFT" not in kept
+    assert "random.shuffle(order)" in kept and "chosen[order[0]] = True" in kept, "what changes a name the test reads runs"
+    assert "train_model" not in kept and "model =" not in kept and "SHIFT" not in kept and "plt.plot" not in kept
     by_string = {"kind": "test", "name": "test_by_name", "source": "assert globals()['per_class'](torch.ones(2)).tolist() == [2.0, 2.0]"}
     kept = "\n".join(c["source"] for c in needed_only([*cells, by_string]))
     assert "train_model" in kept and "SHIFT = 1" in kept
@@ -549,3 +555,88 @@ def test_a_model_trained_on_the_test_split_earns_no_accuracy_points_and_one_trai
     with pytest.raises(Disagrees, match="better than images of the training set"):
         project.accuracy({"checkpoint": trained_on(test, test_labels)}, lesson)
     assert project.accuracy({"checkpoint": trained_on(train, train_labels)}, lesson) >= 0.85, "the honest model reaches the bar"
+
+
+SPLIT_TAIL = "train_loader = TensorLoader(train_images, train_labels)\nval_loader = TensorLoader(val_images, val_labels, shuffle=False)\n"
+SPLITS = {
+    # written from the text's "a random split (seed it) with 5-20 % of the training images for validation"
+    "random_split of a TensorDataset": (
+        None,
+        "from torch.utils.data import TensorDataset, random_split\nfull = TensorDataset(all_train_images, all_train_labels)\n"
+        "train_part, val_part = random_split(full, [0.9, 0.1], generator=torch.Generator().manual_seed(42))\n"
+        "train_images, train_labels = full[train_part.indices]\nval_images, val_labels = full[val_part.indices]\n",
+    ),
+    "a NumPy mask filled in place": (
+        None,
+        "import numpy as np\nrng = np.random.default_rng(7)\nis_val = np.zeros(len(all_train_labels), dtype=bool)\n"
+        "is_val[rng.choice(len(is_val), size=5_000, replace=False)] = True\nmask = torch.from_numpy(is_val)\n"
+        "train_images, train_labels = all_train_images[~mask], all_train_labels[~mask]\n"
+        "val_images, val_labels = all_train_images[mask], all_train_labels[mask]\n",
+    ),
+    "Python lists filled by a loop": (
+        None,
+        "import random\nindices = list(range(len(all_train_images)))\nrandom.seed(0)\nrandom.shuffle(indices)\n"
+        "val_index, train_index = [], []\nfor k, i in enumerate(indices):\n    (val_index if k < 8_000 else train_index).append(i)\n"
+        "train_images, train_labels = all_train_images[train_index], all_train_labels[train_index]\n"
+        "val_images, val_labels = all_train_images[val_index], all_train_labels[val_index]\n",
+    ),
+    "validation on the test set": (
+        "of the validation images are test images",
+        "train_images, train_labels = all_train_images, all_train_labels\nval_images, val_labels = test_images[:6_000], test_labels[:6_000]\n",
+    ),
+    "two permutations drawn apart": (
+        "also in the training split",
+        "generator = torch.Generator().manual_seed(0)\nval_index = torch.randperm(60_000, generator=generator)[:6_000]\n"
+        "train_index = torch.randperm(60_000, generator=generator)[6_000:]\n"
+        "train_images, train_labels = all_train_images[train_index], all_train_labels[train_index]\n"
+        "val_images, val_labels = all_train_images[val_index], all_train_labels[val_index]\n",
+    ),
+    "labels shuffled apart from their images": (
+        "keep their own label",
+        "generator = torch.Generator().manual_seed(0)\norder = torch.randperm(60_000, generator=generator)\n"
+        "train_images, val_images = all_train_images[order[6_000:]], all_train_images[order[:6_000]]\n"
+        "order = torch.randperm(60_000, generator=generator)\n"
+        "train_labels, val_labels = all_train_labels[order[6_000:]], all_train_labels[order[:6_000]]\n",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def project(data_root: Path):
+    """The project's source notebook, its checks and the lesson's definitions the judge gives them, with the data staged."""
+    from grader import judge
+    from grader.evidence import load_checks
+
+    notebook = paths.SOURCE / "fashion-mnist-project" / "fashion-mnist-project.ipynb"
+    source = nbformat.read(str(notebook), as_version=4)
+    module = load_checks(notebook.parent)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(paths.DATA_ENV, str(data_root))
+        yield source, module, judge.definitions(source, set(module.DEFINITIONS))
+
+
+@pytest.mark.parametrize("split", list(SPLITS))
+def test_the_validation_split_is_decided_on_its_replay_and_passes_every_split_the_text_allows(split: str, project) -> None:
+    """The project's split is replayed: the student's cell splits the training set again in a fresh process, and the
+    check reads that run's validation images and a drawn sample of the training split's, with their labels. A split
+    written in any of the ways the text allows passes; each misconception fails with its own message."""
+    import copy
+
+    from grader import judge, replay
+    from grader.evidence import use_draw
+
+    source, module, lesson = project
+    expected, code = SPLITS[split]
+    submitted = copy.deepcopy(source)
+    cell = next(c for c in submitted.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "validation_split")
+    cell.source = code + SPLIT_TAIL
+    runs = replay.run(replay.cells(source, submitted, {"test_validation_split"}), drawn=4242)
+    use_draw(4242)
+    try:
+        found = judge.replay_verdict(module, ["validation_split"], runs.get("test_validation_split"), lesson)
+    finally:
+        use_draw(evidence.DEFAULT_DRAW)
+    if expected is None:
+        assert found is None, f"a correct split ({split}) failed: {found}"
+    else:
+        assert found is not None and expected in found.message, f"{split} was not caught by its own message: {found}"

@@ -10,13 +10,13 @@ noise far below one grey level (a model that looks the test images up collapses)
 its parameters and buffers start afresh (a model that does not depend on its trained state is not the
 one trained).
 
-Every check but those two and ``validation_split`` is ``@replayed``: the judge runs its test cell again in a fresh process
+Every check but those two is ``@replayed``: the judge runs its test cell again in a fresh process
 (``grader.replay``) on inputs drawn from a number the kernel never saw, and decides the cell on that run's record
 (the final training does not run again there: no replayed test reads what it made). The accuracy checks read the
 checkpoint of the notebook's own final training, which no replay repeats: the judge loads that file itself and
-rebuilds the model from it. ``validation_split`` is not replayed: its outputs are the split itself (60,000 images),
-which only a partition of the training set satisfies, and a replay would load the dataset and carry them out of the
-sandbox once more.
+rebuilds the model from it. ``validation_split``'s output is the split itself, which any partition of the training
+set satisfies: its replay loads the dataset and splits it again with the student's cell, and records the validation
+images and a drawn sample of the training split's, each with its label.
 """
 
 from __future__ import annotations
@@ -174,27 +174,59 @@ def per_class_accuracy(e: dict, L: dict) -> None:
     )
 
 
-def pixel_rows(images: torch.Tensor) -> set[bytes]:
+SAMPLED = 2_000
+"""How many images of the training split ``validation_split``'s test records, drawn per submission: enough to see
+a training split that shares 1 % of the validation images (each drawn image is then one of them with chance
+60/54,000: about 2 of 2,000)."""
+
+
+def pixel_rows(images: torch.Tensor) -> list[bytes]:
     """Each image of a uint8 [N, 784] tensor as bytes: what identifies it."""
-    return {bytes(row) for row in images.reshape(len(images), -1).to(torch.uint8).numpy()}
+    return [bytes(row) for row in images.reshape(len(images), -1).to(torch.uint8).numpy()]
 
 
+def labelled(dataset) -> dict[bytes, set[int]]:
+    """Each image of a torchvision dataset (as ``pixel_rows``) -> the labels it has there (a few images appear twice)."""
+    found: dict[bytes, set[int]] = {}
+    for row, label in zip(pixel_rows(dataset.data), dataset.targets.tolist()):
+        found.setdefault(row, set()).add(label)
+    return found
+
+
+def share(rows: list[bytes], where) -> float:
+    return sum(row in where for row in rows) / max(len(rows), 1)
+
+
+@replayed
 def validation_split(e: dict, L: dict) -> None:
-    """The validation images come from the training set, are not also in the training split, and are not test images."""
-    train, val = e["train"], e["val"]
-    for name, pixels in (("train", train), ("val", val)):
-        visible(isinstance(pixels, torch.Tensor) and pixels.ndim == 2 and pixels.shape[1] == 784, f"The {name} images should be a [N, 1, 28, 28] tensor.")
+    """The validation images come from the training set, are not also in the training split, are not test images,
+    and keep their labels; so do the training split's images (a drawn sample of them)."""
+    sizes = [int(n) for n in e["sizes"]]
+    for name in ("train", "val"):
+        visible(isinstance(e[name], torch.Tensor) and e[name].ndim == 2 and e[name].shape[1] == 784, f"The {name} images should be a [N, 1, 28, 28] tensor.")
+        visible(len(e[name]) == len(e[f"{name}_labels"]), "One label per image.")
+    visible(len(e["train"]) == min(SAMPLED, sizes[0]), f"The test records {SAMPLED:,} images of the training split.")
     total = len(L["all_train_labels"])
-    visible(0.05 <= len(val) / total <= 0.20, "Use 5-20 % of the training images for validation.")
-    train_keys, val_keys = pixel_rows(train), pixel_rows(val)
-    in_test = len(val_keys & pixel_rows(L["test_set"].data)) / len(val_keys)
+    visible(0.05 <= sizes[1] / total <= 0.20, "Use 5-20 % of the training images for validation.")
+    training, val, train = labelled(L["train_set"]), pixel_rows(e["val"]), pixel_rows(e["train"])
+    in_test = share(val, set(pixel_rows(L["test_set"].data)))
     assert in_test < 0.01, (
         f"{in_test:.0%} of the validation images are test images. Misconception: the test set is fine for choosing "
         "models and checkpoints. Tuning on it makes the final test accuracy optimistic; carve validation out of the training set."
     )
-    assert len(train) + len(val) == total, "train + validation should together be the 60,000 training images."
-    assert len(val_keys - pixel_rows(L["train_set"].data)) / len(val_keys) < 0.01, "The validation images should come from the training set."
-    assert len(val_keys & train_keys) / len(val_keys) < 0.01, "The validation images must not also be in the training split."
+    assert sum(sizes) == total, "train + validation should together be the 60,000 training images."
+    for name, rows in (("validation", val), ("training", train)):
+        assert share(rows, training) > 0.99, f"The {name} images should come from the training set."
+    assert share(train, set(val)) < 0.01, (
+        "Images of the validation set are also in the training split. Misconception: drawing the two parts "
+        "separately splits the data. Shuffle the indices once and cut that one permutation in two."
+    )
+    for name, rows, labels in (("validation", val, e["val_labels"]), ("training", train, e["train_labels"])):
+        kept = sum(int(label) in training.get(row, ()) for row, label in zip(rows, torch.as_tensor(labels).tolist())) / max(len(rows), 1)
+        assert kept > 0.99, (
+            f"Only {kept:.0%} of the {name} images keep their own label. Misconception: images and labels can be "
+            "shuffled separately. Index both with the same indices, so that each image keeps its label."
+        )
 
 
 @replayed

@@ -34,6 +34,7 @@ The test must pass there too, and its check must pass on the replay's evidence.
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import os
 import shutil
@@ -64,11 +65,13 @@ BUDGET = 2.0
 """Seconds an assignment of a cell the student wrote may take in the replay (``grader.replay_runner.budget``)."""
 
 
+@functools.lru_cache(maxsize=512)
 def top_level(source: str) -> list:
     """A cell's top-level statements, read as IPython reads them (``!cmd`` and ``%magic`` become calls of
     ``get_ipython()``, which the replay does not have); a leading cell magic (``%%time``) is dropped; [] if it is not Python.
     The same for a cell as a kernel's input history (``In``) holds it, where ``%%time`` has become a call of
-    ``get_ipython().run_cell_magic('time', '', <the cell's code>)``."""
+    ``get_ipython().run_cell_magic('time', '', <the cell's code>)``. Cached: the judge reads each cell more than
+    once (the replay's cells, each model rebuild); no caller changes what it returns."""
     from IPython.core.inputtransformer2 import TransformerManager
 
     lines = source.splitlines()

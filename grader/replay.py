@@ -259,6 +259,13 @@ def needed_only(replay_cells: list[dict]) -> list[dict]:
                 stored.update((a.asname or a.name).split(".")[0] for a in n.names)
         return loaded - stored
 
+    libraries = LIBRARIES | {
+        (a.asname or a.name).split(".")[0] for cell in replay_cells for n in ast.walk(ast.parse(cell["source"]))
+        if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names
+    }  # fmt: skip
+    """Names an import binds: a call on one of them (``torch.manual_seed(0)``, ``os.makedirs(...)``) changes nothing a
+    test reads, so it runs only where it also changes another name (``np.random.shuffle(order)``)."""
+
     def bound(node, student: bool) -> set[str] | None:
         """The names a statement binds (through the guards ``definitions`` puts around it), or of a student's cell
         changes in place (``changes``); None where it may have effects beyond these names, so it is kept."""
@@ -283,7 +290,8 @@ def needed_only(replay_cells: list[dict]) -> list[dict]:
             return set()  # what a lesson's cell prints reaches no test
         if isinstance(node, ast.Pass):
             return set()
-        return changes(node) if student else None
+        found = changes(node) if student else None
+        return None if found is None else found - libraries
 
     statements = [ast.parse(cell["source"]).body for cell in replay_cells]
     dynamic = any(reads_names_by_string(ast.Module(body=body, type_ignores=[])) for body in statements)

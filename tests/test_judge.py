@@ -483,7 +483,8 @@ def test_the_replay_runs_no_statement_of_the_students_that_no_replayed_test_read
         "import torch\n\n\ndef pick():\n    return 'cpu'\n\n\nDEVICE = pick()\nSCALE = 2\n",
         "def per_class(values):\n    return values.to(DEVICE) * SCALE\n\n\nSHIFT = 1\n",
         "model = torch.nn.Linear(2, 2)\nhistory = train_model(model, epochs=30)\ntrain_model(model, epochs=30)\n",
-        "order = list(range(4))\nrandom.shuffle(order)\nchosen = [False] * 4\nchosen[order[0]] = True\nplt.plot(history)\n",
+        "import random\norder = list(range(4))\nrandom.shuffle(order)\nchosen = [False] * 4\nchosen[order[0]] = True\nplt.plot(history)\n"
+        "torch.save(model, 'model.pt')\nrandom.seed(0)\n",
     ]
     cells = [{"kind": "student", "name": f"your cell {i}", "source": definitions(s, written=True), "written": True} for i, s in enumerate(written)]
     test = {"kind": "test", "name": "test_per_class", "source": "assert per_class(torch.ones(2)).tolist() == [2.0, 2.0]\nassert sum(chosen) == 1"}
@@ -491,6 +492,7 @@ def test_the_replay_runs_no_statement_of_the_students_that_no_replayed_test_read
     assert "DEVICE = pick()" in kept and "SCALE = 2" in kept and "def per_class" in kept
     assert "random.shuffle(order)" in kept and "chosen[order[0]] = True" in kept, "what changes a name the test reads runs"
     assert "train_model" not in kept and "model =" not in kept and "SHIFT" not in kept and "plt.plot" not in kept
+    assert "torch.save" not in kept and "random.seed" not in kept, "a call that changes only a library ran"
     by_string = {"kind": "test", "name": "test_by_name", "source": "assert globals()['per_class'](torch.ones(2)).tolist() == [2.0, 2.0]"}
     kept = "\n".join(c["source"] for c in needed_only([*cells, by_string]))
     assert "train_model" in kept and "SHIFT = 1" in kept

@@ -253,8 +253,11 @@ def grading_main(assignments: list[str], course: Path, workers: int | None = Non
     for a, s in sorted(k for k in tricked if k in (seq.scores or {})):
         log(f"  tricked {a}/{s}: plain nbgrader {total(seq.scores, (a, s)):g}, grader {total(pool.scores, (a, s)):g}")
     log("== the judge (inside the pool's workers)")
-    for a, (judge, grading, n) in judged.items():
-        log(f"  {a:<24} {judge:6.1f} s of {grading:6.1f} s a submission ({judge / grading:.0%}), {n} submissions")
+    for a, (judge, start, grading, n) in judged.items():
+        log(
+            f"  {a:<24} {judge:6.1f} s of {grading:6.1f} s a submission ({judge / grading:.0%}), {n} submissions; of it "
+            f"{start:.1f} s starting the workers' warm sandboxes (once a worker): {judge - start:.1f} s ({(judge - start) / grading:.0%}) without"
+        )  # fmt: skip
     plain, boxed, n = sandbox_cost(workers)
     log(f"== the sandbox: {n} one-cell submissions, {workers} workers, without and with bubblewrap")
     for m in (plain, boxed):
@@ -264,16 +267,16 @@ def grading_main(assignments: list[str], course: Path, workers: int | None = Non
     return 0 if same else 1
 
 
-def judge_costs(course: Path, assignments: list[str]) -> dict[str, tuple[float, float, int]]:
-    """lesson -> (mean seconds of the judge step, mean seconds of grading, submissions), from the results
-    the pool filed for the submissions it graded without an error."""
+def judge_costs(course: Path, assignments: list[str]) -> dict[str, tuple[float, float, float, int]]:
+    """lesson -> (mean seconds of the judge step, of them starting the workers' warm sandboxes, mean seconds of
+    grading, submissions), from the results the pool filed for the submissions it graded without an error."""
     from .autograde import read_ledger, student_folders
 
     found = {}
     for a in assignments:
         results = [r for s in student_folders(course) if (r := read_ledger(course, a, s)) is not None and not r.error]
         if results:
-            found[a] = (statistics.mean(r.judge_seconds for r in results), statistics.mean(r.seconds for r in results), len(results))
+            found[a] = tuple(statistics.mean(getattr(r, k) for r in results) for k in ("judge_seconds", "warm_seconds", "seconds")) + (len(results),)
     return found
 
 

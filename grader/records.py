@@ -150,6 +150,9 @@ class Result:
     """What the judge measured (``grader.checks.measure``), e.g. the project's test accuracy: the report's leaderboard."""
     seconds: float = 0.0
     judge_seconds: float = 0.0
+    warm_seconds: float = 0.0
+    """Of ``judge_seconds``, the time spent starting the worker's warm sandbox (``grader.warm``): once per worker,
+    paid by the first submission whose judge needs it."""
     attempts: int = 1
     log: str = ""
 

@@ -324,7 +324,9 @@ def judge_in_process(ctx: Context, source: Path, checked: list[str]) -> dict[str
     ]  # fmt: skip
     server = None
     if ctx.settings.sandbox and runs_student_code(source.parent):  # a replay or a rebuild: in this worker's warm sandbox
+        start = time.perf_counter()
         server = warm.for_worker(Limits(), [Path(env[DATA_ENV])] if env.get(DATA_ENV) else [])
+        ctx.result.warm_seconds += time.perf_counter() - start
     if server is not None:
         argv += ["--warm", str(server.folder)]
     limit = ctx.settings.cell_timeout * 4

@@ -273,10 +273,8 @@ def needed_only(replay_cells: list[dict]) -> list[dict]:
             return {node.name}
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             return {(a.asname or a.name).split(".")[0] for a in node.names}
-        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and to_names(node):  # other targets: what ``changes`` says below
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            if not all(isinstance(n, (ast.Name, ast.Tuple, ast.List, ast.Starred, ast.Store)) for t in targets for n in ast.walk(t)):
-                return changes(node) if student else None
             return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
         if isinstance(node, (ast.Try, ast.If, ast.With)):
             names: set[str] = set()

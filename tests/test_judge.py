@@ -561,7 +561,8 @@ def test_a_model_trained_on_the_test_split_earns_no_accuracy_points_and_one_trai
 
 SPLIT_TAIL = "train_loader = TensorLoader(train_images, train_labels)\nval_loader = TensorLoader(val_images, val_labels, shuffle=False)\n"
 SPLITS = {
-    # written from the text's "a random split (seed it) with 5-20 % of the training images for validation"
+    # written from the text's "a random split (seed it) with 5-20 % of the training images for validation" and
+    # "loaders over them: train_loader (shuffled) and val_loader"
     "random_split of a TensorDataset": (
         None,
         "from torch.utils.data import TensorDataset, random_split\nfull = TensorDataset(all_train_images, all_train_labels)\n"
@@ -581,6 +582,28 @@ SPLITS = {
         "val_index, train_index = [], []\nfor k, i in enumerate(indices):\n    (val_index if k < 8_000 else train_index).append(i)\n"
         "train_images, train_labels = all_train_images[train_index], all_train_labels[train_index]\n"
         "val_images, val_labels = all_train_images[val_index], all_train_labels[val_index]\n",
+    ),
+    "DataLoaders over TensorDatasets, shuffled by the global generator": (
+        None,
+        "from torch.utils.data import DataLoader, TensorDataset\ntorch.manual_seed(3)\norder = torch.randperm(len(all_train_labels))\n"
+        "train_images, train_labels = all_train_images[order[:51_000]], all_train_labels[order[:51_000]]\n"
+        "val_images, val_labels = all_train_images[order[51_000:]], all_train_labels[order[51_000:]]\n"
+        "train_loader = DataLoader(TensorDataset(train_images, train_labels), batch_size=64, shuffle=True)\n"
+        "val_loader = DataLoader(TensorDataset(val_images, val_labels), batch_size=500)\n",
+    ),
+    "a training loader that never shuffles": (
+        "the same batches in the same order every epoch",
+        "order = torch.randperm(60_000, generator=torch.Generator().manual_seed(0))\n"
+        "train_images, train_labels = all_train_images[order[6_000:]], all_train_labels[order[6_000:]]\n"
+        "val_images, val_labels = all_train_images[order[:6_000]], all_train_labels[order[:6_000]]\n"
+        "train_loader = TensorLoader(train_images, train_labels, shuffle=False)\nval_loader = TensorLoader(val_images, val_labels, shuffle=False)\n",
+    ),
+    "the two loaders swapped": (
+        "train_loader should give the training split",
+        "order = torch.randperm(60_000, generator=torch.Generator().manual_seed(0))\n"
+        "train_images, train_labels = all_train_images[order[6_000:]], all_train_labels[order[6_000:]]\n"
+        "val_images, val_labels = all_train_images[order[:6_000]], all_train_labels[order[:6_000]]\n"
+        "train_loader = TensorLoader(val_images, val_labels)\nval_loader = TensorLoader(train_images, train_labels, shuffle=False)\n",
     ),
     "validation on the test set": (
         "of the validation images are test images",
@@ -631,7 +654,7 @@ def test_the_validation_split_is_decided_on_its_replay_and_passes_every_split_th
     expected, code = SPLITS[split]
     submitted = copy.deepcopy(source)
     cell = next(c for c in submitted.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "validation_split")
-    cell.source = code + SPLIT_TAIL
+    cell.source = code if "train_loader" in code else code + SPLIT_TAIL
     runs = replay.run(replay.cells(source, submitted, {"test_validation_split"}), drawn=4242)
     use_draw(4242)
     try:

@@ -200,7 +200,8 @@ def share(rows: list[bytes], where) -> float:
 @replayed
 def validation_split(e: dict, L: dict) -> None:
     """The validation images come from the training set, are not also in the training split, are not test images,
-    and keep their labels; so do the training split's images (a drawn sample of them)."""
+    and keep their labels; so do the training split's images (a drawn sample of them); train_loader gives the training
+    split, shuffled anew each epoch, and val_loader the validation images."""
     sizes = [int(n) for n in e["sizes"]]
     for name in ("train", "val"):
         visible(isinstance(e[name], torch.Tensor) and e[name].ndim == 2 and e[name].shape[1] == 784, f"The {name} images should be a [N, 1, 28, 28] tensor.")
@@ -222,11 +223,40 @@ def validation_split(e: dict, L: dict) -> None:
         "separately splits the data. Shuffle the indices once and cut that one permutation in two."
     )
     for name, rows, labels in (("validation", val, e["val_labels"]), ("training", train, e["train_labels"])):
-        kept = sum(int(label) in training.get(row, ()) for row, label in zip(rows, torch.as_tensor(labels).tolist())) / max(len(rows), 1)
-        assert kept > 0.99, (
-            f"Only {kept:.0%} of the {name} images keep their own label. Misconception: images and labels can be "
+        labelled_right = kept(rows, labels, training)
+        assert labelled_right > 0.99, (
+            f"Only {labelled_right:.0%} of the {name} images keep their own label. Misconception: images and labels can be "
             "shuffled separately. Index both with the same indices, so that each image keeps its label."
         )
+    loaders(e, training, set(val))
+
+
+def kept(rows: list[bytes], labels, training: dict) -> float:
+    """The share of ``rows`` whose label is one the image has in the training set."""
+    return sum(int(label) in training.get(row, ()) for row, label in zip(rows, torch.as_tensor(labels).tolist())) / max(len(rows), 1)
+
+
+def loaders(e: dict, training: dict, val: set[bytes]) -> None:
+    """train_loader's first batch of two epochs and val_loader's first: the training split's images with their labels, in
+    a new order each epoch; the validation images."""
+    batches = {"train_loader": e["train_batches"], "val_loader": e["val_batches"]}
+    for name, found in batches.items():
+        assert all(isinstance(t, torch.Tensor) and t.ndim == 2 and t.shape[1] == 784 and len(t) == len(labels) for t, labels in found), (
+            f"{name} should give batches of (images, labels), the images [N, 1, 28, 28]."
+        )
+    for name, (rows, labels) in (("train_loader", batches["train_loader"][0]), ("val_loader", batches["val_loader"][0])):
+        rows = pixel_rows(rows)
+        assert kept(rows, labels, training) > 0.99, f"{name}'s batches should be images of the training set with their own labels."
+        in_val = share(rows, val)
+        if name == "val_loader":
+            assert in_val > 0.99, f"val_loader should give the validation images; {1 - in_val:.0%} of its first batch are not."
+        else:
+            assert in_val < 0.01, f"train_loader should give the training split; {in_val:.0%} of its first batch are validation images."
+    first, second = (pixel_rows(rows) for rows, _ in batches["train_loader"])
+    assert first != second, (
+        "train_loader gives the same batches in the same order every epoch. Misconception: a random split is shuffled "
+        "enough. Shuffle the training loader (shuffle=True), so that each epoch's batches and their order are new."
+    )
 
 
 @replayed

@@ -151,7 +151,11 @@ def call_problems(name: str, call: ast.Call, cells: dict, modules: dict, folder:
         passed = {keyword.arg for keyword in call.keywords}
     read = reads(function)
     found = []
+    same, _ = getattr(function, "reproducible", ((), ""))
+    if same and not getattr(function, "replayed", False):
+        found.append(f"{name} marks outputs reproducible, but is not @replayed: no second run is there to compare")
     if passed is not None:
+        found += [f"{name} marks evidence key {key!r} reproducible, which the test does not pass" for key in same if key not in passed]
         found += [f"{name} reads evidence key {key!r}, which the test does not pass" for key in sorted(read.keys - passed)]
         if not read.opaque:
             found += [f"passes {key}=... to {name}, which never reads it" for key in sorted(passed - read.keys - read.optional)]

@@ -130,6 +130,11 @@ def verdicts(
             # Where the replay fails, the kernel's own record tells a wrong answer (its record fails too: the check's
             # own message) from one that passed in the kernel alone (the replay's verdict, flagged).
             own = verdict(module, checks[grade_id], recorded(checks[grade_id]), lesson) if found is not None else None
+            if found is None:
+                found = unreproduced(
+                    module, checks[grade_id], recorded(checks[grade_id]), runs[grade_id],
+                    lambda: replay.run(replay.cells(nb, submitted, {grade_id}), threads, sandbox=sandbox, drawn=replay_draw).get(grade_id),
+                )  # fmt: skip
             decided[grade_id] = own or found
     return decided
 
@@ -182,6 +187,36 @@ def replay_verdict(module, names: list[str], run: dict | None, lesson: dict) -> 
         return Verdict(REPLAY_FAILED + run["error"], True)
     failed = verdict(module, names, {name: run["evidence"].get(file_name(name)) for name in names}, lesson)
     return Verdict(REPLAY_FAILED + failed.message, True) if failed else None
+
+
+def unreproduced(module, names: list[str], kernel: dict, run: dict, again) -> Verdict | None:
+    """For checks with outputs every run must give alike (``grader.checks.reproducible``): None if the kernel's record
+    of them equals the replay's ``run``, or if a second replay (``again()``) gives what the first gave; else the check's
+    message. Where the second replay does not finish, nothing is taken away."""
+    second = None
+    for name in names:
+        keys, message = getattr(getattr(module, name, None), "reproducible", ((), ""))
+        first, mine = run["evidence"].get(file_name(name)), kernel.get(name)
+        if not keys or not isinstance(first, dict) or not isinstance(mine, dict) or all(alike(mine.get(k), first.get(k)) for k in keys):
+            continue
+        second = again() if second is None else second
+        other = second["evidence"].get(file_name(name)) if second and not second["error"] and not second["replaced"] else None
+        if isinstance(other, dict) and not all(alike(other.get(k), first.get(k)) for k in keys):
+            return Verdict(message)
+    return None
+
+
+def alike(a, b) -> bool:
+    """Two recorded values are the same data (tensors: equal shapes, dtypes and elements)."""
+    import torch
+
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(alike(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(alike(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
 
 
 def is_replayed(module, name: str) -> bool:

@@ -14,7 +14,8 @@ in the sandbox when grading runs in one:
   wrote (answer cells, cells added or changed) also each assignment to plain names, whatever it
   calls (``DEVICE = pick_device()``, ``train = make_loop()``, ``step = AmpStep()``), each within
   ``BUDGET`` seconds (a longer one is cut short and skipped), and each statement that changes names in place
-  (``is_val[picked] = True``, ``np.random.shuffle(order)``, a loop that fills a list: ``changes``); a statement,
+  (``is_val[picked] = True``, ``np.random.shuffle(order)``, a loop that fills a list: ``changes``), and each call
+  that seeds a generator (``seeds``); the child starts its generators from fresh entropy, as a new process does; a statement,
   the lesson's or the student's, whose names no replayed test and no kept statement reads is left out
   (``needed_only``: the project's final training does not run again for a test of ``per_class_accuracy``).
   Assignments to attributes (``torch.load = ...``), IPython's calls and a demonstration's statements never run, so
@@ -162,6 +163,16 @@ def changes(node) -> set[str] | None:
     return None
 
 
+def seeds(node) -> bool:
+    """A statement that calls something named for seeding (``torch.manual_seed(0)``, ``np.random.seed(0)``,
+    ``set_seed(42)``, ``g = torch.Generator().manual_seed(0)``): every later draw depends on it, so of a cell the
+    student wrote the replay always runs it."""
+    value = node.value if isinstance(node, (ast.Expr, ast.Assign)) else None
+    func = value.func if isinstance(value, ast.Call) else None
+    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+    return "seed" in name.lower()
+
+
 def kept(node, written: bool = False) -> bool:
     """Whether the replay keeps a top-level statement: a definition, an assignment of a constant to plain
     names, or an ``if``/``try`` made of nothing else (``try: from tqdm import tqdm`` ...). Of a cell the student
@@ -169,7 +180,7 @@ def kept(node, written: bool = False) -> bool:
     and what changes names in place (``changes``: ``needed_only`` keeps it only where a test reads what it changes)."""
     if isinstance(node, DEFINED):
         return True
-    if written and changes(node):
+    if written and (changes(node) or seeds(node)):
         return True
     if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
         if node.value is None or not to_names(node):
@@ -288,6 +299,8 @@ def needed_only(replay_cells: list[dict]) -> list[dict]:
             return set()  # what a lesson's cell prints reaches no test
         if isinstance(node, ast.Pass):
             return set()
+        if student and seeds(node):
+            return None  # what every later draw depends on
         found = changes(node) if student else None
         return None if found is None else found - libraries
 

@@ -23,7 +23,7 @@ import sys
 import traceback
 import types
 
-import numpy  # noqa: F401 - imported once here, before any fork: what the children share
+import numpy  # imported once here, before any fork: what the children share
 import torch
 
 import grader.evidence
@@ -98,6 +98,7 @@ def budget(seconds: float):
 
 def run_from(cells: list[dict], first: int, threads: int, drawn: int) -> None:
     """In a child: build the namespace from every cell that is not a test, and run the tests from index ``first`` on."""
+    fresh_random_states()
     main = types.ModuleType("__main__")  # the notebook's names live in __main__, as in a kernel: pickle finds its classes there
     sys.modules["__main__"] = main
     namespace, lesson = main.__dict__, {}
@@ -139,6 +140,17 @@ def run_from(cells: list[dict], first: int, threads: int, drawn: int) -> None:
         outcome["replaced"] = sorted({*outcome["replaced"], *since})
         report(cell["name"], outcome)
     os._exit(0)  # every test has reported: skip the interpreter's teardown (a second of torch's)
+
+
+def fresh_random_states() -> None:
+    """Seed torch's, NumPy's and Python's generators from the system's entropy, as a new process starts them: every
+    child of this server would otherwise draw what the server's own start drew, and a notebook that never seeds
+    would look reproducible (``grader.checks.reproducible``)."""
+    import random
+
+    torch.seed()
+    numpy.random.seed()
+    random.seed()
 
 
 def preload(cells: list[dict]) -> None:

@@ -147,6 +147,19 @@ def with_checks(course: Path, pairs: str = "check_pairs") -> Path:
     return course
 
 
+def test_a_reproducible_mark_on_a_key_not_passed_or_a_check_not_replayed_is_reported(tmp_path: Path) -> None:
+    course = make_course(tmp_path)
+    checks = course / "source" / JUDGED / "checks.py"
+    checks.write_text(checks.read_text() + (
+        "\n\nfrom grader.checks import reproducible\n\n\n"
+        "add = reproducible('sums', 'total', message='differs from run to run')(add)\n"
+    ))  # fmt: skip
+    assert authoring.problems(JUDGED, course) == [
+        "test_add: add marks outputs reproducible, but is not @replayed: no second run is there to compare",
+        "test_add: add marks evidence key 'total' reproducible, which the test does not pass",
+    ]
+
+
 def test_keys_and_names_read_through_an_alias_and_a_helper_are_seen(tmp_path: Path) -> None:
     course = with_checks(make_course(tmp_path / "both"))
     assert authoring.problems(JUDGED, course) == []

@@ -476,7 +476,8 @@ def test_the_replay_leaves_out_lesson_cells_that_no_test_and_no_cell_of_the_stud
 def test_the_replay_runs_no_statement_of_the_students_that_no_replayed_test_reads_unless_names_are_read_by_string() -> None:
     """A final training in a cell the student wrote (``history = train_model(...)``) does not run again for a test
     of another function; what a kept function reads (``DEVICE``) does, through any chain of names. Where some code
-    reads names by string (``globals()``), nothing can be known unread: every cell the student wrote stays whole."""
+    reads names by string (``globals()``), nothing can be known unread: every cell the student wrote stays whole.
+    A call that seeds a generator always runs."""
     from grader.replay import definitions, needed_only
 
     written = [
@@ -492,7 +493,8 @@ def test_the_replay_runs_no_statement_of_the_students_that_no_replayed_test_read
     assert "DEVICE = pick()" in kept and "SCALE = 2" in kept and "def per_class" in kept
     assert "random.shuffle(order)" in kept and "chosen[order[0]] = True" in kept, "what changes a name the test reads runs"
     assert "train_model" not in kept and "model =" not in kept and "SHIFT" not in kept and "plt.plot" not in kept
-    assert "torch.save" not in kept and "random.seed" not in kept, "a call that changes only a library ran"
+    assert "torch.save" not in kept, "a call that changes only a library ran"
+    assert "random.seed(0)" in kept, "a call that seeds a generator runs: every later draw depends on it"
     by_string = {"kind": "test", "name": "test_by_name", "source": "assert globals()['per_class'](torch.ones(2)).tolist() == [2.0, 2.0]"}
     kept = "\n".join(c["source"] for c in needed_only([*cells, by_string]))
     assert "train_model" in kept and "SHIFT = 1" in kept
@@ -665,3 +667,69 @@ def test_the_validation_split_is_decided_on_its_replay_and_passes_every_split_th
         assert found is None, f"a correct split ({split}) failed: {found}"
     else:
         assert found is not None and expected in found.message, f"{split} was not caught by its own message: {found}"
+
+
+NUMPY_SPLIT = (
+    "train_images, train_labels = all_train_images[order[6_000:]], all_train_labels[order[6_000:]]\n"
+    "val_images, val_labels = all_train_images[order[:6_000]], all_train_labels[order[:6_000]]\n" + SPLIT_TAIL
+)
+SEEDINGS = {
+    # "a random split (seed it)": two fresh runs of the notebook must validate on the same images
+    "seeded by its own generator": (False, "order = torch.randperm(60_000, generator=torch.Generator().manual_seed(5))\n" + NUMPY_SPLIT),
+    "NumPy seeded through a helper of the student's": (
+        False, "def set_seed(seed):\n    np.random.seed(seed)\n\n\nset_seed(11)\norder = torch.from_numpy(np.random.permutation(60_000))\n" + NUMPY_SPLIT,
+    ),
+    "NumPy's global generator, never seeded": (True, "order = torch.from_numpy(np.random.permutation(60_000))\n" + NUMPY_SPLIT),
+    "Python's random.shuffle, never seeded": (
+        True, "import random\nindices = list(range(60_000))\nrandom.shuffle(indices)\norder = torch.tensor(indices)\n" + NUMPY_SPLIT,
+    ),
+}
+
+
+@pytest.mark.parametrize("seeding", list(SEEDINGS))
+def test_a_split_that_two_fresh_runs_draw_differently_fails_and_a_seeded_one_passes(seeding: str, project) -> None:
+    """The kernel's record of the validation set (here: a first run in a fresh process, as a kernel is) must be what the
+    replay draws; where it is not, a second replay decides: a split two fresh runs draw alike passes (seeded, by any
+    means the replay runs, a helper of the student's included), one they draw differently fails with its message."""
+    import copy
+
+    from grader import judge, replay
+
+    source, module, _ = project
+    unseeded, code = SEEDINGS[seeding]
+    submitted = copy.deepcopy(source)
+    cell = next(c for c in submitted.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "validation_split")
+    cell.source = code
+
+    def run() -> dict:
+        found = replay.run(replay.cells(source, submitted, {"test_validation_split"}), drawn=4242)["test_validation_split"]
+        assert not found["error"] and not found["replaced"], found
+        return found
+
+    kernel, first = run()["evidence"], run()
+    verdict = judge.unreproduced(module, ["validation_split"], {"validation_split": kernel["validation_split.pt"]}, first, run)
+    if unseeded:
+        assert verdict is not None and "a random split needs no seed" in verdict.message and not verdict.tampering, verdict
+    else:
+        assert verdict is None, f"a seeded split ({seeding}) failed: {verdict}"
+
+
+def test_a_kernel_record_that_differs_from_two_alike_replays_takes_nothing_away(project) -> None:
+    """A seeded split the kernel drew otherwise (a draw between the seed and the split that the replay does not run)
+    keeps its points: two replays that agree decide, not the kernel's record."""
+    import copy
+
+    from grader import judge, replay
+
+    source, module, _ = project
+    submitted = copy.deepcopy(source)
+    cell = next(c for c in submitted.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "validation_split")
+    cell.source = SEEDINGS["seeded by its own generator"][1]
+    cells = replay.cells(source, submitted, {"test_validation_split"})
+    first = replay.run(cells, drawn=4242)["test_validation_split"]
+    recorded = first["evidence"]["validation_split.pt"]
+    kernel = {"validation_split": {**recorded, "val": recorded["val"].flip(0)}}
+    again = []
+    verdict = judge.unreproduced(module, ["validation_split"], kernel, first, lambda: again.append(1) or replay.run(cells, drawn=4242)["test_validation_split"])
+    assert again == [1], "a kernel record unlike the replay's is settled by a second replay"
+    assert verdict is None, verdict

@@ -142,3 +142,19 @@ def test_the_sandboxs_user_has_a_name_warm_and_cold(server) -> None:
         (folder / "job.py").write_text(program)
         done = sandbox.run_python(["job.py"], folder, Limits(), timeout=60)
         assert done.returncode == 0 and json.loads((folder / "out.json").read_text()) == {"user": "student"}, done.stderr[-500:]
+
+
+def test_each_warm_replay_starts_its_generators_afresh_as_a_new_process_does(server) -> None:
+    """Every job is forked from the one server, whose generators were seeded once: without fresh states, a notebook
+    that never seeds would draw the same numbers in every replay and look reproducible."""
+    drawing = {
+        "kind": "student", "name": "your cell 3", "written": True,
+        "source": "import random\nimport numpy as np\nimport torch\ndraws = [np.random.rand(), random.random(), torch.rand(1).item()]",
+    }  # fmt: skip
+    test = {"kind": "test", "name": "test_0", "source": "from grader import evidence\nevidence.check('f', draws=draws)"}
+    found = []
+    for _ in range(2):
+        run = replay.run([*cells(), drawing, test], sandbox=True, timeout=120)["test_0"]
+        assert run["error"] is None, run
+        found.append(run["evidence"]["f.pt"]["draws"])
+    assert all(first != second for first, second in zip(*found)), f"two replays drew alike: {found}"

@@ -117,6 +117,20 @@ def replayed(check):
     return check
 
 
+def reproducible(*keys: str, message: str):
+    """Mark outputs of a ``@replayed`` check's test that every run of the notebook must give alike (a split drawn with
+    a seed). The judge compares the kernel's record of them with the replay's; where they differ, it replays the test
+    once more, and outputs that differ between the two replays, each started with fresh random states as a new
+    process is, fail the cell with ``message``. Only points can be lost here: the kernel's record is the student's
+    process's, and no record it writes can match a replay's unseeded draw."""
+
+    def mark(check):
+        check.reproducible = (tuple(keys), message)
+        return check
+
+    return mark
+
+
 class Disagrees(AssertionError):
     """The evidence contradicts an assert the kernel ran and passed: the cell's success was not the student code's doing."""
 

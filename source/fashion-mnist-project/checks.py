@@ -16,7 +16,8 @@ Every check but those two is ``@replayed``: the judge runs its test cell again i
 checkpoint of the notebook's own final training, which no replay repeats: the judge loads that file itself and
 rebuilds the model from it. ``validation_split``'s output is the split itself, which any partition of the training
 set satisfies: its replay loads the dataset and splits it again with the student's cell, and records the validation
-images and a drawn sample of the training split's, each with its label.
+images and a drawn sample of the training split's, each with its label, and the first batches of the two loaders.
+The validation set must be the same on every run ("seed it", ``@reproducible``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from grader.checks import Disagrees, close, drawn, load, measure, replayed, visible
+from grader.checks import Disagrees, close, drawn, load, measure, replayed, reproducible, visible
 from grader.checks.rebuild import model_source, predictions
 
 DEFINITIONS = ("setup", "data")
@@ -198,6 +199,12 @@ def share(rows: list[bytes], where) -> float:
 
 
 @replayed
+@reproducible(
+    "val", "val_labels",
+    message="Two fresh runs of your notebook validate on different images. Misconception: a random split needs no seed. "
+    "Seed the generator that draws it (torch.Generator().manual_seed(0), or torch.manual_seed(0) first), so that every run "
+    "chooses models and epochs on the same validation set.",
+)  # fmt: skip
 def validation_split(e: dict, L: dict) -> None:
     """The validation images come from the training set, are not also in the training split, are not test images,
     and keep their labels; so do the training split's images (a drawn sample of them); train_loader gives the training

@@ -733,3 +733,65 @@ def test_a_kernel_record_that_differs_from_two_alike_replays_takes_nothing_away(
     verdict = judge.unreproduced(module, ["validation_split"], kernel, first, lambda: again.append(1) or replay.run(cells, drawn=4242)["test_validation_split"])
     assert again == [1], "a kernel record unlike the replay's is settled by a second replay"
     assert verdict is None, verdict
+
+
+AMP_STEP = '''
+def amp_train_step(model, images, labels, optimizer, loss_fn, scaler, device):
+    model.train()
+    images, labels = images.to(device), labels.to(device)
+    optimizer.zero_grad()
+    with torch.autocast(device_type=device.type, dtype=amp_dtype(device)):
+        loss = loss_fn(model(images), labels)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.item()
+'''
+AMP_SETTINGS = {
+    # written from the text's "torch.float16 on CUDA, torch.bfloat16 on the CPU and on Apple's MPS" and
+    # "a torch.amp.GradScaler for "cuda", enabled only when the device is CUDA"
+    "a table of dtypes and a scaler per device type": (
+        None,
+        "AUTOCAST = {'cuda': torch.float16, 'cpu': torch.bfloat16, 'mps': torch.bfloat16}\n\n\n"
+        "def amp_dtype(device):\n    return AUTOCAST[torch.device(device).type]\n\n\n"
+        "def make_scaler(device):\n    on_cuda = device.type == 'cuda'\n    return torch.amp.GradScaler('cuda' if on_cuda else 'cpu', enabled=on_cuda)\n",
+    ),
+    "float16 on every GPU": (
+        "every GPU computes in float16",
+        "def amp_dtype(device):\n    return torch.bfloat16 if device.type == 'cpu' else torch.float16\n\n\n"
+        "def make_scaler(device):\n    return torch.amp.GradScaler('cuda', enabled=device.type == 'cuda')\n",
+    ),
+    "a scaler enabled wherever CUDA exists": (
+        "not whether the machine has a GPU",
+        "def amp_dtype(device):\n    return torch.float16 if device.type == 'cuda' else torch.bfloat16\n\n\n"
+        "def make_scaler(device):\n    return torch.amp.GradScaler('cuda', enabled=torch.cuda.is_available())\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("setting", list(AMP_SETTINGS))
+def test_amp_dtype_and_make_scaler_are_graded_for_every_device_type_on_a_cpu_grader(setting: str) -> None:
+    """The visible checks see the CPU and CUDA dtypes and this runtime's scaler; the replayed check also asks for
+    MPS's dtype and for the scaler of each device on a runtime that has CUDA, so a CPU grader grades the whole text."""
+    import copy
+
+    from grader import judge, replay
+    from grader.evidence import load_checks, use_draw
+
+    notebook = paths.SOURCE / "gpu-training" / "gpu-training.ipynb"
+    source = nbformat.read(str(notebook), as_version=4)
+    module = load_checks(notebook.parent)
+    expected, code = AMP_SETTINGS[setting]
+    submitted = copy.deepcopy(source)
+    cell = next(c for c in submitted.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "mixed_precision")
+    cell.source = code + AMP_STEP
+    runs = replay.run(replay.cells(source, submitted, {"test_amp_train_step"}), drawn=77)
+    use_draw(77)
+    try:
+        found = judge.replay_verdict(module, ["amp_train_step"], runs.get("test_amp_train_step"), judge.definitions(source, set(module.DEFINITIONS)))
+    finally:
+        use_draw(evidence.DEFAULT_DRAW)
+    if expected is None:
+        assert found is None, f"a correct amp_dtype/make_scaler ({setting}) failed: {found}"
+    else:
+        assert found is not None and expected in found.message, f"{setting} was not caught by its own message: {found}"

@@ -146,6 +146,10 @@ def training_on_real_device(e: dict, L: dict) -> None:
     assert all(same_loss(f, x) for f, x in zip(found, expected)), f"fit returned {found}; the epochs' mean losses are {[round(x[0], 5) for x in expected]}."
 
 
+AMP_DTYPES = {"cpu": "torch.bfloat16", "cuda": "torch.float16", "mps": "torch.bfloat16"}
+"""The dtype autocast uses per device type, as the exercise states it."""
+
+
 def amp_step(model, images, labels, scaler, dtype=torch.bfloat16, autocast=True) -> float:
     """The lesson's mixed-precision step on the CPU with SGD(lr=0.1): the check's reference."""
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -161,9 +165,18 @@ def amp_step(model, images, labels, scaler, dtype=torch.bfloat16, autocast=True)
 
 @replayed
 def amp_train_step(e: dict, L: dict) -> None:
-    """One step: forward and loss under autocast (bfloat16 on the CPU), backward on the scaled loss, scaler.step,
-    scaler.update; float32 parameters; the loss returned as a float."""
+    """amp_dtype and make_scaler per device type (float16 and an enabled scaler on CUDA only); one step: forward and
+    loss under autocast (bfloat16 on the CPU), backward on the scaled loss, scaler.step, scaler.update; float32
+    parameters; the loss returned as a float."""
     visible(isinstance(e["loss"], float) and math.isfinite(e["loss"]), f"amp_train_step should return a finite float loss, got {e['loss']!r}.")
+    assert e["dtypes"] == AMP_DTYPES, (
+        f"amp_dtype gave {e['dtypes']}. Misconception: every GPU computes in float16. float16, with its scaler, is "
+        "CUDA's; on the CPU and on Apple's MPS autocast uses bfloat16, which needs no scaler."
+    )
+    assert e["scalers"] == {"cpu": False, "cuda": True, "mps": False}, (
+        f"On a runtime with CUDA, make_scaler enabled its scaler for {e['scalers']}. Enable it for a CUDA device only "
+        "(enabled=device.type == 'cuda'): it follows the device the step runs on, not whether the machine has a GPU."
+    )
     seed = drawn()
     generator = torch.Generator().manual_seed(seed)
     images, labels = torch.randn(48, 1, 28, 28, generator=generator), torch.randint(0, 10, (48,), generator=generator)

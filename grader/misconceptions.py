@@ -239,6 +239,30 @@ FASHION_MNIST_PROJECT = (
         loses=frozenset({"test_validation_split"}),
     ),
     Misconception(
+        student="unseeded-split",
+        description="draws the validation split from NumPy's generator without seeding it",
+        cell="validation_split",
+        edits=(
+            (
+                "split = torch.randperm(len(all_train_labels), generator=torch.Generator().manual_seed(0))\n",
+                "split = torch.from_numpy(np.random.permutation(len(all_train_labels)))\n",
+            ),
+        ),
+        loses=frozenset({"test_validation_split"}),
+    ),
+    Misconception(
+        student="unshuffled-training-loader",
+        description="builds train_loader without shuffling: the same batches in the same order every epoch",
+        cell="validation_split",
+        edits=(
+            (
+                "train_loader = TensorLoader(train_images, train_labels, batch_size=128, shuffle=True, seed=0)\n",
+                "train_loader = TensorLoader(train_images, train_labels, batch_size=128, shuffle=False)\n",
+            ),
+        ),
+        loses=frozenset({"test_validation_split"}),
+    ),
+    Misconception(
         student="eval-in-train-mode",
         description="evaluates without model.eval()",
         cell="training_functions",
@@ -320,8 +344,8 @@ def with_short_training(m: Misconception, under_trained: Misconception) -> Misco
 
 
 SHORT_TRAINING = (
-    "tuning-on-test-set", "eval-in-train-mode", "softmax-before-loss", "keeps-last-weights", "tie-is-improvement",
-    "checkpoint-without-optimizer", "per-class-over-total",
+    "tuning-on-test-set", "unseeded-split", "unshuffled-training-loader", "eval-in-train-mode", "softmax-before-loss",
+    "keeps-last-weights", "tie-is-improvement", "checkpoint-without-optimizer", "per-class-over-total",
 )
 """Project mistakes whose test cells do not depend on how well the final model trained: in the demo class they
 train two epochs only (``with_short_training``)."""

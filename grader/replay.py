@@ -239,9 +239,10 @@ DYNAMIC = {"globals", "locals", "vars", "eval", "exec"}
 
 def reads_names_by_string(tree) -> bool:
     """Whether code may read names that no syntax shows (``DYNAMIC``, ``__main__``): then what it reads cannot be
-    known from its text."""
+    known from its text. ``vars(obj)`` reads an object's attributes, not the notebook's names: it does not count."""
+    of_objects = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "vars" and n.args}
     for n in ast.walk(tree):
-        if isinstance(n, ast.Name) and n.id in DYNAMIC or isinstance(n, ast.Constant) and n.value == "__main__":
+        if isinstance(n, ast.Name) and n.id in DYNAMIC and id(n) not in of_objects or isinstance(n, ast.Constant) and n.value == "__main__":
             return True
         if isinstance(n, (ast.Import, ast.ImportFrom)) and "__main__" in {getattr(n, "module", None), *(a.name for a in n.names)}:
             return True

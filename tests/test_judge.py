@@ -498,6 +498,9 @@ def test_the_replay_runs_no_statement_of_the_students_that_no_replayed_test_read
     by_string = {"kind": "test", "name": "test_by_name", "source": "assert globals()['per_class'](torch.ones(2)).tolist() == [2.0, 2.0]"}
     kept = "\n".join(c["source"] for c in needed_only([*cells, by_string]))
     assert "train_model" in kept and "SHIFT = 1" in kept
+    of_an_object = {**test, "source": test["source"] + "\nassert vars(per_class) == {}"}  # an object's attributes, not the notebook's names
+    kept = "\n".join(c["source"] for c in needed_only([*cells, of_an_object]))
+    assert "train_model" not in kept and "SHIFT" not in kept
 
 
 SMALL_MODEL = """
@@ -795,3 +798,65 @@ def test_amp_dtype_and_make_scaler_are_graded_for_every_device_type_on_a_cpu_gra
         assert found is None, f"a correct amp_dtype/make_scaler ({setting}) failed: {found}"
     else:
         assert found is not None and expected in found.message, f"{setting} was not caught by its own message: {found}"
+
+
+EVALUATE = '''
+def evaluate(model, loader, loss_fn, device):
+    model.eval()
+    total, right, count = 0.0, 0, 0
+    with torch.no_grad():
+        for images, labels in loader:
+            outputs = model(images.to(device))
+            total += loss_fn(outputs, labels.to(device)).item() * len(labels)
+            right += (outputs.argmax(1) == labels.to(device)).sum().item()
+            count += len(labels)
+    return total / count, right / count
+'''
+EPOCHS = {
+    # written from the text's "one epoch of the four-beat loop, moving every batch to device; returns the mean training
+    # loss (a float): per sample ... (the mean of the batch means is close, and also accepted)"
+    "the mean of the batch means, through NumPy": (
+        None,
+        "import numpy as np\n\n\ndef train_one_epoch(model, loader, optimizer, loss_fn, device):\n    model.train()\n    losses = []\n"
+        "    for x, y in loader:\n        x, y = x.to(device), y.to(device)\n        optimizer.zero_grad(set_to_none=True)\n"
+        "        batch_loss = loss_fn(model(x), y)\n        batch_loss.backward()\n        optimizer.step()\n"
+        "        losses.append(batch_loss.item())\n    return float(np.mean(losses))\n",
+    ),
+    "gradients never zeroed": (
+        "never zeroes the gradients",
+        "def train_one_epoch(model, loader, optimizer, loss_fn, device):\n    total, count = 0.0, 0\n    for x, y in loader:\n"
+        "        loss = loss_fn(model(x.to(device)), y.to(device))\n        loss.backward()\n        optimizer.step()\n"
+        "        total, count = total + loss.item() * len(y), count + len(y)\n    return total / count\n",
+    ),
+    "the last batch's loss returned": (
+        "the epoch's mean loss per sample",
+        "def train_one_epoch(model, loader, optimizer, loss_fn, device):\n    for x, y in loader:\n        optimizer.zero_grad()\n"
+        "        loss = loss_fn(model(x.to(device)), y.to(device))\n        loss.backward()\n        optimizer.step()\n    return loss.item()\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("written", list(EPOCHS))
+def test_the_projects_train_one_epoch_is_graded_by_its_weights_and_loss_on_drawn_batches(written: str, project) -> None:
+    """The project's train_one_epoch returns a loss and changes a model: both are checked on a model and batches drawn
+    for the submission. Any loop the text allows passes; each mistake fails with its own message."""
+    import copy
+
+    from grader import judge, replay
+    from grader.evidence import use_draw
+
+    source, module, lesson = project
+    expected, code = EPOCHS[written]
+    submitted = copy.deepcopy(source)
+    cell = next(c for c in submitted.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "training_functions")
+    cell.source = code + EVALUATE
+    runs = replay.run(replay.cells(source, submitted, {"test_evaluate_mode"}), drawn=313)
+    use_draw(313)
+    try:
+        found = judge.replay_verdict(module, ["evaluate_mode", "one_training_epoch"], runs.get("test_evaluate_mode"), lesson)
+    finally:
+        use_draw(evidence.DEFAULT_DRAW)
+    if expected is None:
+        assert found is None, f"a correct train_one_epoch ({written}) failed: {found}"
+    else:
+        assert found is not None and expected in found.message, f"{written} was not caught by its own message: {found}"

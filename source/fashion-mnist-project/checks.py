@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from grader.checks import Disagrees, close, drawn, load, measure, replayed, reproducible, visible
+from grader.checks import Disagrees, close, drawn, load, measure, replayed, reproducible, same_values, visible
 from grader.checks.rebuild import model_source, predictions
 
 DEFINITIONS = ("setup", "data")
@@ -295,6 +295,47 @@ def evaluate_mode(e: dict, L: dict) -> None:
     assert e["tracking"] and not any(e["tracking"]), (
         "evaluate tracked gradients. Wrap the evaluation in torch.no_grad(): it saves memory and time, and nothing "
         "measured should ever be able to change the model."
+    )
+
+
+def drawn_epoch(seed: int, zero_grad: bool = True) -> tuple[dict, float, float]:
+    """The test's drawn model and batches, made again here (after the images evaluate_mode drew), and one epoch of SGD
+    over them: (the weights after it, the mean loss per sample, the mean of the batch means)."""
+    generator = torch.Generator().manual_seed(seed)
+    torch.randn(200, 1, 28, 28, generator=generator), torch.randint(0, 10, (200,), generator=generator)
+    torch.manual_seed(seed + 1)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 16), nn.ReLU(), nn.Linear(16, 10))
+    images, labels = torch.randn(96, 1, 28, 28, generator=generator), torch.randint(0, 10, (96,), generator=generator)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    losses = []
+    for i in range(0, 96, 40):
+        if zero_grad:
+            optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(model(images[i:i + 40]), labels[i:i + 40])
+        loss.backward()
+        optimizer.step()
+        losses.append((loss.item(), len(labels[i:i + 40])))
+    return model.state_dict(), sum(v * n for v, n in losses) / 96, sum(v for v, _ in losses) / len(losses)
+
+
+@replayed
+def one_training_epoch(e: dict, L: dict) -> None:
+    """train_one_epoch runs the four-beat loop over every batch (zero the gradients, forward, loss, backward, step) and
+    returns the epoch's mean loss per sample (or the mean of the batch means) as a float."""
+    state, per_sample, batch_means = drawn_epoch(drawn())
+    if not same_values(e["epoch_state"], state):
+        assert not same_values(e["epoch_state"], drawn_epoch(drawn(), zero_grad=False)[0]), (
+            "train_one_epoch never zeroes the gradients. Misconception: gradients start from zero on their own. "
+            "loss.backward() adds to them, so every batch begins with optimizer.zero_grad()."
+        )
+        raise AssertionError(
+            "After one epoch of train_one_epoch the weights are not those of the four-beat loop over every batch: "
+            "zero the gradients, forward, loss, backward, step."
+        )
+    found = e["epoch_loss"]
+    assert isinstance(found, float) and (close(found, per_sample, rel_tol=1e-4) or close(found, batch_means, rel_tol=1e-4)), (
+        f"train_one_epoch returned {found!r}; the epoch's mean loss per sample is {per_sample:.5f} "
+        "(add loss.item() * len(labels) per batch, divide by the number of samples), a Python float."
     )
 
 

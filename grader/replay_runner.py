@@ -5,8 +5,9 @@ for each test cell, writes ``<test>/outcome.json`` and the test's evidence into 
 
 CUDA-safe by construction. This process imports torch and the modules the lesson's cells import, and
 never touches CUDA: it is a fork server.
-Its child builds the notebook's namespace (the lesson's cells, the student's definitions), which may
-touch CUDA, and runs the tests in notebook order, as the kernel ran them. A child forked from a
+Its child starts its random generators from fresh entropy, as a new process does, builds the notebook's namespace
+(the lesson's cells, the student's definitions), which may touch CUDA, and runs the tests in notebook order, as the
+kernel ran them. A child forked from a
 process that had touched CUDA could not use CUDA (torch's "bad fork"); no child here is. If a test
 ends the child (``os._exit``, a crash), that test fails and a new child, forked from this clean
 process, rebuilds the namespace and goes on with the tests after it.

@@ -240,8 +240,9 @@ def grading_main(assignments: list[str], course: Path, workers: int | None = Non
     repaired = {(a, s) for a, students in REPAIRED.items() for s in students} | {(a, BROKEN) for a in assignments}
     tricked = {(a, m.student) for a, ms in MISCONCEPTIONS.items() for m in ms if m.trick}
     tricked |= {(a, s) for a, students in BLANK_TRICKED.items() for s in students}
+    judge_only = {(a, m.student) for a, ms in MISCONCEPTIONS.items() for m in ms if m.judge_only}
     differ = sorted(k for k in (seq.scores or {}) if (seq.scores or {}).get(k) != (pool.scores or {}).get(k))
-    same = not [k for k in differ if k not in repaired | tricked]
+    same = not [k for k in differ if k not in repaired | tricked | judge_only]
     log(f"== demo classes of {', '.join(assignments)}: {len(seq.scores or {})} submissions, {cores()} cores")
     log(f"  {'mode':<34} {'wall':>8}     {'CPU':>6}  {'vs sequential':>13}")
     for m in modes:
@@ -252,6 +253,8 @@ def grading_main(assignments: list[str], course: Path, workers: int | None = Non
     total = lambda scores, key: sum(v or 0 for v in (scores or {}).get(key, {}).values())  # noqa: E731
     for a, s in sorted(k for k in tricked if k in (seq.scores or {})):
         log(f"  tricked {a}/{s}: plain nbgrader {total(seq.scores, (a, s)):g}, grader {total(pool.scores, (a, s)):g}")
+    for a, s in sorted(k for k in judge_only if k in (seq.scores or {})):
+        log(f"  only the judge sees {a}/{s}: plain nbgrader {total(seq.scores, (a, s)):g}, grader {total(pool.scores, (a, s)):g}")
     log("== the judge (inside the pool's workers)")
     for a, (judge, start, grading, n) in judged.items():
         log(

@@ -39,6 +39,9 @@ class Misconception:
     """Code appended to ``cell`` that tampers with the kernel (``grader.tricks``): it must not change the scores."""
     flagged: frozenset[str] = frozenset()
     """Test cells the trick makes pass in the kernel, which the judge must flag (passed in the kernel, failed the judge)."""
+    judge_only: bool = False
+    """A mistake only the grader's judge can see: it takes a second fresh run (``grader.checks.reproducible``), and
+    plain nbgrader runs each check once, in the kernel, so there it keeps the points."""
     fails_in_the_kernel_on_cuda: frozenset[str] = frozenset()
     """Test cells whose visible checks already fail in the kernel on CUDA (they run the student's code on the device):
     no trick makes them pass there, so they are not flagged there."""
@@ -249,6 +252,7 @@ FASHION_MNIST_PROJECT = (
             ),
         ),
         loses=frozenset({"test_validation_split"}),
+        judge_only=True,
     ),
     Misconception(
         student="unshuffled-training-loader",

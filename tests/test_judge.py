@@ -596,6 +596,12 @@ SPLITS = {
         "train_loader = DataLoader(TensorDataset(train_images, train_labels), batch_size=64, shuffle=True)\n"
         "val_loader = DataLoader(TensorDataset(val_images, val_labels), batch_size=500)\n",
     ),
+    "scikit-learn's train_test_split, stratified": (
+        None,
+        "from sklearn.model_selection import train_test_split\n"
+        "train_images, val_images, train_labels, val_labels = train_test_split(\n"
+        "    all_train_images, all_train_labels, test_size=0.1, stratify=all_train_labels, random_state=0\n)\n",
+    ),
     "a training loader that never shuffles": (
         "the same batches in the same order every epoch",
         "order = torch.randperm(60_000, generator=torch.Generator().manual_seed(0))\n"

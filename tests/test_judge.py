@@ -564,6 +564,36 @@ def test_a_model_trained_on_the_test_split_earns_no_accuracy_points_and_one_trai
     assert project.accuracy({"checkpoint": trained_on(train, train_labels)}, lesson) >= 0.85, "the honest model reaches the bar"
 
 
+def written_as(source, grade_id: str, code: str):
+    """A copy of the source notebook whose answer cell ``grade_id`` holds ``code``: a submission written that way."""
+    import copy
+
+    submitted = copy.deepcopy(source)
+    next(c for c in submitted.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id).source = code
+    return submitted
+
+
+def replayed_verdict(source, submitted, test: str, checks: list[str], module, lesson: dict, drawn: int):
+    """The judge's verdict on ``test`` of ``submitted``, replayed on the inputs ``drawn`` draws, for the ``checks``."""
+    from grader import judge, replay
+    from grader.evidence import use_draw
+
+    runs = replay.run(replay.cells(source, submitted, {test}), drawn=drawn)
+    use_draw(drawn)
+    try:
+        return judge.replay_verdict(module, checks, runs.get(test), lesson)
+    finally:
+        use_draw(evidence.DEFAULT_DRAW)
+
+
+def assert_caught(found, expected: str | None, written: str) -> None:
+    """A correct answer (``expected`` None) passes; a mistake fails with the message that names it."""
+    if expected is None:
+        assert found is None, f"a correct answer ({written}) failed: {found}"
+    else:
+        assert found is not None and expected in found.message, f"{written} was not caught by its own message: {found}"
+
+
 SPLIT_TAIL = "train_loader = TensorLoader(train_images, train_labels)\nval_loader = TensorLoader(val_images, val_labels, shuffle=False)\n"
 SPLITS = {
     # written from the text's "a random split (seed it) with 5-20 % of the training images for validation" and
@@ -656,26 +686,10 @@ def test_the_validation_split_is_decided_on_its_replay_and_passes_every_split_th
     """The project's split is replayed: the student's cell splits the training set again in a fresh process, and the
     check reads that run's validation images and a drawn sample of the training split's, with their labels. A split
     written in any of the ways the text allows passes; each misconception fails with its own message."""
-    import copy
-
-    from grader import judge, replay
-    from grader.evidence import use_draw
-
     source, module, lesson = project
     expected, code = SPLITS[split]
-    submitted = copy.deepcopy(source)
-    cell = next(c for c in submitted.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "validation_split")
-    cell.source = code if "train_loader" in code else code + SPLIT_TAIL
-    runs = replay.run(replay.cells(source, submitted, {"test_validation_split"}), drawn=4242)
-    use_draw(4242)
-    try:
-        found = judge.replay_verdict(module, ["validation_split"], runs.get("test_validation_split"), lesson)
-    finally:
-        use_draw(evidence.DEFAULT_DRAW)
-    if expected is None:
-        assert found is None, f"a correct split ({split}) failed: {found}"
-    else:
-        assert found is not None and expected in found.message, f"{split} was not caught by its own message: {found}"
+    submitted = written_as(source, "validation_split", code if "train_loader" in code else code + SPLIT_TAIL)
+    assert_caught(replayed_verdict(source, submitted, "test_validation_split", ["validation_split"], module, lesson, 4242), expected, split)
 
 
 NUMPY_SPLIT = (
@@ -700,15 +714,11 @@ def test_a_split_that_two_fresh_runs_draw_differently_fails_and_a_seeded_one_pas
     """The kernel's record of the validation set (here: a first run in a fresh process, as a kernel is) must be what the
     replay draws; where it is not, a second replay decides: a split two fresh runs draw alike passes (seeded, by any
     means the replay runs, a helper of the student's included), one they draw differently fails with its message."""
-    import copy
-
     from grader import judge, replay
 
     source, module, _ = project
     unseeded, code = SEEDINGS[seeding]
-    submitted = copy.deepcopy(source)
-    cell = next(c for c in submitted.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "validation_split")
-    cell.source = code
+    submitted = written_as(source, "validation_split", code)
 
     def run() -> dict:
         found = replay.run(replay.cells(source, submitted, {"test_validation_split"}), drawn=4242)["test_validation_split"]
@@ -726,14 +736,10 @@ def test_a_split_that_two_fresh_runs_draw_differently_fails_and_a_seeded_one_pas
 def test_a_kernel_record_that_differs_from_two_alike_replays_takes_nothing_away(project) -> None:
     """A seeded split the kernel drew otherwise (a draw between the seed and the split that the replay does not run)
     keeps its points: two replays that agree decide, not the kernel's record."""
-    import copy
-
     from grader import judge, replay
 
     source, module, _ = project
-    submitted = copy.deepcopy(source)
-    cell = next(c for c in submitted.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "validation_split")
-    cell.source = SEEDINGS["seeded by its own generator"][1]
+    submitted = written_as(source, "validation_split", SEEDINGS["seeded by its own generator"][1])
     cells = replay.cells(source, submitted, {"test_validation_split"})
     first = replay.run(cells, drawn=4242)["test_validation_split"]
     recorded = first["evidence"]["validation_split.pt"]
@@ -782,28 +788,16 @@ AMP_SETTINGS = {
 def test_amp_dtype_and_make_scaler_are_graded_for_every_device_type_on_a_cpu_grader(setting: str) -> None:
     """The visible checks see the CPU and CUDA dtypes and this runtime's scaler; the replayed check also asks for
     MPS's dtype and for the scaler of each device on a runtime that has CUDA, so a CPU grader grades the whole text."""
-    import copy
-
-    from grader import judge, replay
-    from grader.evidence import load_checks, use_draw
+    from grader import judge
+    from grader.evidence import load_checks
 
     notebook = paths.SOURCE / "gpu-training" / "gpu-training.ipynb"
     source = nbformat.read(str(notebook), as_version=4)
     module = load_checks(notebook.parent)
     expected, code = AMP_SETTINGS[setting]
-    submitted = copy.deepcopy(source)
-    cell = next(c for c in submitted.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "mixed_precision")
-    cell.source = code + AMP_STEP
-    runs = replay.run(replay.cells(source, submitted, {"test_amp_train_step"}), drawn=77)
-    use_draw(77)
-    try:
-        found = judge.replay_verdict(module, ["amp_train_step"], runs.get("test_amp_train_step"), judge.definitions(source, set(module.DEFINITIONS)))
-    finally:
-        use_draw(evidence.DEFAULT_DRAW)
-    if expected is None:
-        assert found is None, f"a correct amp_dtype/make_scaler ({setting}) failed: {found}"
-    else:
-        assert found is not None and expected in found.message, f"{setting} was not caught by its own message: {found}"
+    submitted = written_as(source, "mixed_precision", code + AMP_STEP)
+    lesson = judge.definitions(source, set(module.DEFINITIONS))
+    assert_caught(replayed_verdict(source, submitted, "test_amp_train_step", ["amp_train_step"], module, lesson, 77), expected, setting)
 
 
 EVALUATE = '''
@@ -846,23 +840,8 @@ EPOCHS = {
 def test_the_projects_train_one_epoch_is_graded_by_its_weights_and_loss_on_drawn_batches(written: str, project) -> None:
     """The project's train_one_epoch returns a loss and changes a model: both are checked on a model and batches drawn
     for the submission. Any loop the text allows passes; each mistake fails with its own message."""
-    import copy
-
-    from grader import judge, replay
-    from grader.evidence import use_draw
-
     source, module, lesson = project
     expected, code = EPOCHS[written]
-    submitted = copy.deepcopy(source)
-    cell = next(c for c in submitted.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "training_functions")
-    cell.source = code + EVALUATE
-    runs = replay.run(replay.cells(source, submitted, {"test_evaluate_mode"}), drawn=313)
-    use_draw(313)
-    try:
-        found = judge.replay_verdict(module, ["evaluate_mode", "one_training_epoch"], runs.get("test_evaluate_mode"), lesson)
-    finally:
-        use_draw(evidence.DEFAULT_DRAW)
-    if expected is None:
-        assert found is None, f"a correct train_one_epoch ({written}) failed: {found}"
-    else:
-        assert found is not None and expected in found.message, f"{written} was not caught by its own message: {found}"
+    submitted = written_as(source, "training_functions", code + EVALUATE)
+    checks = ["evaluate_mode", "one_training_epoch"]
+    assert_caught(replayed_verdict(source, submitted, "test_evaluate_mode", checks, module, lesson, 313), expected, written)

@@ -845,3 +845,44 @@ def test_the_projects_train_one_epoch_is_graded_by_its_weights_and_loss_on_drawn
     submitted = written_as(source, "training_functions", code + EVALUATE)
     checks = ["evaluate_mode", "one_training_epoch"]
     assert_caught(replayed_verdict(source, submitted, "test_evaluate_mode", checks, module, lesson, 313), expected, written)
+
+
+PREDICTIONS_MATCH = '''
+
+def predictions_match(model, loaded_model, images):
+    model.eval()
+    loaded_model.eval()
+    with torch.no_grad():
+        return torch.allclose(model(images), loaded_model(images))
+'''
+LOAD_MODELS = {
+    # written from the text's "(2) load the values with torch.load(..., map_location=device, weights_only=True)"
+    "map_location as a torch.device, the file opened by the student": (
+        None,
+        "def save_model(model, path):\n    torch.save(model.state_dict(), path)\n\n\n"
+        "def load_model(path, device=\"cpu\"):\n    device = torch.device(device)\n    with open(path, \"rb\") as file:\n"
+        "        state = torch.load(file, map_location=device, weights_only=True)\n    model = MNISTModel().to(device)\n"
+        "    model.load_state_dict(state)\n    return model.eval()\n",
+    ),
+    "no map_location": (
+        "a saved file loads on any machine",
+        "def save_model(model, path):\n    torch.save(model.state_dict(), path)\n\n\n"
+        "def load_model(path, device=\"cpu\"):\n    model = MNISTModel()\n    model.load_state_dict(torch.load(path, weights_only=True))\n"
+        "    return model.to(device).eval()\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("written", list(LOAD_MODELS))
+def test_load_model_is_graded_on_a_file_a_gpu_run_wrote(written: str) -> None:
+    """A grader without a GPU still sees map_location: load_model must load a state_dict saved on a GPU onto the CPU."""
+    from grader import judge
+    from grader.evidence import load_checks
+
+    notebook = paths.SOURCE / "saving-and-loading" / "saving-and-loading.ipynb"
+    source = nbformat.read(str(notebook), as_version=4)
+    module = load_checks(notebook.parent)
+    expected, code = LOAD_MODELS[written]
+    submitted = written_as(source, "save_and_load_model", code + PREDICTIONS_MATCH)
+    lesson = judge.definitions(source, set(module.DEFINITIONS))
+    assert_caught(replayed_verdict(source, submitted, "test_save_load_round_trip", ["round_trip"], module, lesson, 55), expected, written)

@@ -35,8 +35,9 @@ def images(seed: int) -> torch.Tensor:
 
 @replayed
 def round_trip(e: dict, L: dict) -> None:
-    """save_model writes exactly the state_dict; load_model restores it, buffers included; predictions_match tells models
-    apart, and compares in eval mode whatever mode the models come in ("without gradients" shows in no output)."""
+    """save_model writes exactly the state_dict; load_model restores it, buffers included, from a file a GPU run wrote
+    too (map_location); predictions_match tells models apart, and compares in eval mode whatever mode the models come
+    in ("without gradients" shows in no output, nor does moving to a device on a grader without a GPU)."""
     original = L["model_with_statistics"](seed=drawn()).state_dict()  # the test's second round trip, on a drawn model
     visible(e["saved_file"] is not None, "save_model did not write a file at the path it was given.")
     visible(e["is_model"] is True, "load_model must build and return an MNISTModel.")
@@ -50,6 +51,13 @@ def round_trip(e: dict, L: dict) -> None:
             f"{name} differs after loading. Misconception: only weights matter. Batch-norm buffers "
             "(running_mean, running_var) are learned state too, and load_state_dict restores them."
         )
+    from_gpu = e["from_gpu"]
+    assert not isinstance(from_gpu, str), (
+        f"load_model could not load a state_dict saved on a GPU onto the CPU ({from_gpu}). Misconception: a saved file "
+        "loads on any machine. torch.load puts every tensor back on the device it was saved from unless told otherwise: "
+        "pass map_location=device."
+    )
+    assert not same_tensors(from_gpu, original), "load_model did not restore a state_dict saved on a GPU."
     visible(truth(e["same"], "predictions_match"), "The loaded model predicts differently from the original.")
     assert not truth(e["different"], "predictions_match"), (
         "predictions_match returned True for two different models: compare their outputs with torch.allclose."

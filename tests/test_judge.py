@@ -670,15 +670,20 @@ SPLITS = {
 @pytest.fixture(scope="module")
 def project(data_root: Path):
     """The project's source notebook, its checks and the lesson's definitions the judge gives them, with the data staged."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(paths.DATA_ENV, str(data_root))
+        yield lesson_as_judged("fashion-mnist-project")
+
+
+def lesson_as_judged(lesson: str):
+    """A lesson's source notebook, its checks module and the locked definitions the judge hands its checks."""
     from grader import judge
     from grader.evidence import load_checks
 
-    notebook = paths.SOURCE / "fashion-mnist-project" / "fashion-mnist-project.ipynb"
+    notebook = paths.SOURCE / lesson / f"{lesson}.ipynb"
     source = nbformat.read(str(notebook), as_version=4)
     module = load_checks(notebook.parent)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(paths.DATA_ENV, str(data_root))
-        yield source, module, judge.definitions(source, set(module.DEFINITIONS))
+    return source, module, judge.definitions(source, set(module.DEFINITIONS))
 
 
 @pytest.mark.parametrize("split", list(SPLITS))
@@ -788,15 +793,9 @@ AMP_SETTINGS = {
 def test_amp_dtype_and_make_scaler_are_graded_for_every_device_type_on_a_cpu_grader(setting: str) -> None:
     """The visible checks see the CPU and CUDA dtypes and this runtime's scaler; the replayed check also asks for
     MPS's dtype and for the scaler of each device on a runtime that has CUDA, so a CPU grader grades the whole text."""
-    from grader import judge
-    from grader.evidence import load_checks
-
-    notebook = paths.SOURCE / "gpu-training" / "gpu-training.ipynb"
-    source = nbformat.read(str(notebook), as_version=4)
-    module = load_checks(notebook.parent)
+    source, module, lesson = lesson_as_judged("gpu-training")
     expected, code = AMP_SETTINGS[setting]
     submitted = written_as(source, "mixed_precision", code + AMP_STEP)
-    lesson = judge.definitions(source, set(module.DEFINITIONS))
     assert_caught(replayed_verdict(source, submitted, "test_amp_train_step", ["amp_train_step"], module, lesson, 77), expected, setting)
 
 
@@ -876,13 +875,7 @@ LOAD_MODELS = {
 @pytest.mark.parametrize("written", list(LOAD_MODELS))
 def test_load_model_is_graded_on_a_file_a_gpu_run_wrote(written: str) -> None:
     """A grader without a GPU still sees map_location: load_model must load a state_dict saved on a GPU onto the CPU."""
-    from grader import judge
-    from grader.evidence import load_checks
-
-    notebook = paths.SOURCE / "saving-and-loading" / "saving-and-loading.ipynb"
-    source = nbformat.read(str(notebook), as_version=4)
-    module = load_checks(notebook.parent)
+    source, module, lesson = lesson_as_judged("saving-and-loading")
     expected, code = LOAD_MODELS[written]
     submitted = written_as(source, "save_and_load_model", code + PREDICTIONS_MATCH)
-    lesson = judge.definitions(source, set(module.DEFINITIONS))
     assert_caught(replayed_verdict(source, submitted, "test_save_load_round_trip", ["round_trip"], module, lesson, 55), expected, written)

@@ -453,6 +453,38 @@ def test_the_replay_keeps_every_assignment_and_in_place_change_of_a_cell_the_stu
     assert not {"DEVICE", "double", "step", "slow", "looped"} & set(kept_of_demonstration) and {"pick_device", "make_step", "Step"} <= set(kept_of_demonstration)
 
 
+def test_the_replay_names_every_library_function_module_and_lesson_class_attribute_replaced_and_nothing_torch_wraps_itself() -> None:
+    """``replay_runner.replaced`` against a baseline taken first: a torch function, a NumPy one, a builtin, a method of
+    ``nn.Module``, a module in ``sys.modules`` and an attribute of a class the lesson defined are each named; what torch
+    itself wraps on importing ``torch._dynamo`` (``torch.manual_seed``) and names added anew are not."""
+    import subprocess
+    import sys
+    import textwrap
+
+    program = textwrap.dedent("""
+        import builtins, sys, numpy, torch
+        from grader import replay_runner
+        class Recorder:
+            def record(self):
+                return 1
+        before = replay_runner.functions({"Recorder": Recorder})
+        assert replay_runner.replaced(before) == []
+        import torch._dynamo  # torch wraps torch.manual_seed here
+        torch.save, numpy.array, builtins.ascii = (lambda *args: None for _ in range(3))
+        torch.nn.Module.__call__ = lambda self, *args: 0
+        sys.modules["torch.nn.functional"] = numpy
+        Recorder.record = lambda self: 2
+        torch.brand_new = lambda: None  # added, not replaced
+        sys.stdout.write(repr(replay_runner.replaced(before)))
+    """)
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert eval(done.stdout) == sorted([
+        "builtins.ascii", "lesson.Recorder.record", "numpy.array", "sys.modules.torch.nn.functional", "torch.save",
+        "torch.nn.modules.module.Module.__call__",
+    ])  # fmt: skip
+
+
 def test_the_replay_leaves_out_lesson_cells_that_no_test_and_no_cell_of_the_student_reads() -> None:
     """A lesson cell or demonstration whose names nothing reads (a dataset no test needs) is not run again; one a test,
     a student's cell or a kept lesson cell reads is, as is a cell that does more than bind names, and every cell the

@@ -107,6 +107,18 @@ SAVING_AND_LOADING = (
         loses=frozenset({"test_save_load_round_trip"}),
     ),
     Misconception(
+        student="compare-with-gradients",
+        description="predictions_match runs the models with gradient tracking on, never entering torch.no_grad()",
+        cell="save_and_load_model",
+        edits=(
+            (
+                "    with torch.no_grad():\n        return torch.allclose(model(images), loaded_model(images))\n",
+                "    return torch.allclose(model(images), loaded_model(images))\n",
+            ),
+        ),
+        loses=frozenset({"test_save_load_round_trip"}),
+    ),
+    Misconception(
         student="strict-false",
         description="loads with strict=False, hiding a mismatched architecture",
         cell="save_and_load_model",
@@ -405,6 +417,7 @@ SAVING_AND_LOADING_CORRECT = (
                     ("    load_checkpoint(checkpoint_path, model, optimizer, device)\n", "    model.load_state_dict(best_state)\n"),
                 ),
             ),
+            ("save_and_load_model", (("    with torch.no_grad():\n", "    with torch.inference_mode():\n"),)),  # no tracking either
         ),
     ),
 )

@@ -911,3 +911,46 @@ def test_load_model_is_graded_on_a_file_a_gpu_run_wrote(written: str) -> None:
     expected, code = LOAD_MODELS[written]
     submitted = written_as(source, "save_and_load_model", code + PREDICTIONS_MATCH)
     assert_caught(replayed_verdict(source, submitted, "test_save_load_round_trip", ["round_trip"], module, lesson, 55), expected, written)
+
+
+SAVE_AND_LOAD = LOAD_MODELS["map_location as a torch.device, the file opened by the student"][1]
+PREDICTIONS_MATCHES = {
+    # written from the text's "returns True when both models give the same outputs for images (compare in eval mode,
+    # without gradients, with torch.allclose)"
+    "no_grad as a decorator": (
+        None,
+        "@torch.no_grad()\ndef predictions_match(model, loaded_model, images):\n    model.eval()\n    loaded_model.eval()\n"
+        "    return torch.allclose(model(images), loaded_model(images))\n",
+    ),
+    "set_grad_enabled(False), outputs first, a bool returned": (
+        None,
+        "def predictions_match(model, loaded_model, images):\n    for each in (model, loaded_model):\n        each.eval()\n"
+        "    with torch.set_grad_enabled(False):\n        first, second = model(images), loaded_model(images)\n"
+        "    return bool(torch.allclose(first, second))\n",
+    ),
+    "outputs detached after a forward pass that tracked gradients": (
+        "a forward pass that is only compared costs nothing extra",
+        "def predictions_match(model, loaded_model, images):\n    model.eval()\n    loaded_model.eval()\n"
+        "    return torch.allclose(model(images).detach(), loaded_model(images).detach())\n",
+    ),
+    "no_grad around one model only": (
+        "a forward pass that is only compared costs nothing extra",
+        "def predictions_match(model, loaded_model, images):\n    model.eval()\n    loaded_model.eval()\n"
+        "    expected = loaded_model(images)\n    with torch.no_grad():\n        return torch.allclose(model(images), expected)\n",
+    ),
+    "the state_dicts compared instead of the outputs": (
+        "should run both models on the images",
+        "def predictions_match(model, loaded_model, images):\n    first, second = model.state_dict(), loaded_model.state_dict()\n"
+        "    return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("written", list(PREDICTIONS_MATCHES))
+def test_predictions_match_is_graded_on_whether_it_tracks_gradients(written: str) -> None:
+    """"Compare ... without gradients": the test's two models note whether gradient tracking was on when they ran, in
+    the replay; no_grad in any form passes, a comparison that tracked gradients fails, however its outputs were compared."""
+    source, module, lesson = lesson_as_judged("saving-and-loading")
+    expected, code = PREDICTIONS_MATCHES[written]
+    submitted = written_as(source, "save_and_load_model", SAVE_AND_LOAD + "\n\n" + code)
+    assert_caught(replayed_verdict(source, submitted, "test_save_load_round_trip", ["round_trip"], module, lesson, 56), expected, written)

@@ -37,7 +37,7 @@ def images(seed: int) -> torch.Tensor:
 def round_trip(e: dict, L: dict) -> None:
     """save_model writes exactly the state_dict; load_model restores it, buffers included, from a file a GPU run wrote
     too (map_location); predictions_match tells models apart, and compares in eval mode whatever mode the models come
-    in ("without gradients" shows in no output, nor does moving to a device on a grader without a GPU)."""
+    in, without tracking gradients (moving to a device shows in no output on a grader without a GPU)."""
     original = L["model_with_statistics"](seed=drawn()).state_dict()  # the test's second round trip, on a drawn model
     visible(e["saved_file"] is not None, "save_model did not write a file at the path it was given.")
     visible(e["is_model"] is True, "load_model must build and return an MNISTModel.")
@@ -65,6 +65,13 @@ def round_trip(e: dict, L: dict) -> None:
     assert truth(e["same_handed_in_training_mode"], "predictions_match"), (
         "predictions_match said two copies of one model predict differently when they were handed over in training "
         "mode. Compare in eval mode: call .eval() on both models first; in training mode dropout makes every call differ."
+    )
+    tracking = e["tracking"]
+    assert isinstance(tracking, list) and tracking, "predictions_match should run both models on the images and compare their outputs."
+    assert not any(tracking), (
+        "predictions_match ran the models with gradient tracking on. Misconception: a forward pass that is only compared "
+        "costs nothing extra. Autograd records every operation for a backward pass that never comes, and keeps the "
+        "activations in memory for it: compare inside torch.no_grad()."
     )
 
 

@@ -387,6 +387,28 @@ def test_a_model_that_carries_the_test_images_earns_no_accuracy_points() -> None
         project.accuracy_full({"checkpoint": buffer.getvalue()}, lesson)
 
 
+def test_a_model_that_carries_the_test_images_and_the_training_images_earns_no_accuracy_points() -> None:
+    """The same lookup, storing the training images with their labels too: right on every image of both sets, under
+    noise as well, and falling apart afresh; no classifier of Fashion-MNIST is right on 97 % of its test set."""
+    import io
+
+    import torch
+
+    from grader.checks import Disagrees
+
+    project = evidence.load_checks(paths.SOURCE / "fashion-mnist-project")
+
+    generator = torch.Generator().manual_seed(0)
+    images, labels = torch.randn(300, 1, 28, 28, generator=generator), torch.randint(0, 10, (300,), generator=generator)
+    seen, seen_labels = torch.randn(600, 1, 28, 28, generator=generator), torch.randint(0, 10, (600,), generator=generator)
+    keys, answers = torch.cat([images, seen]).flatten(1), torch.nn.functional.one_hot(torch.cat([labels, seen_labels]), 10).float().T
+    buffer = io.BytesIO()
+    torch.save({"model_config": {"n": 900}, "model_state_dict": {"keys.weight": keys, "answers.weight": answers}}, buffer)
+    lesson = {"In": ["", CARRIES_TEST_IMAGES], "test_images": images, "test_labels": labels, "all_train_images": seen, "all_train_labels": seen_labels}
+    with pytest.raises(Disagrees, match="more than the best published"):
+        project.accuracy_full({"checkpoint": buffer.getvalue()}, lesson)
+
+
 def test_the_replay_keeps_a_cells_definitions_and_none_of_its_statements() -> None:
     """What grader.replay runs of a student's cell: imports, functions, classes, constants, and if/try
     blocks made of them; never a statement (a trick, a training run, a patch)."""
@@ -594,6 +616,30 @@ def test_a_model_trained_on_the_test_split_earns_no_accuracy_points_and_one_trai
     with pytest.raises(Disagrees, match="better than images of the training set"):
         project.accuracy({"checkpoint": trained_on(test, test_labels)}, lesson)
     assert project.accuracy({"checkpoint": trained_on(train, train_labels)}, lesson) >= 0.85, "the honest model reaches the bar"
+
+
+def test_both_accuracy_checks_of_a_notebook_run_its_model_once_and_another_checkpoint_runs_it_again() -> None:
+    """The 85 % and 88 % cells read one measurement; a measurement is never reused for another model or lesson."""
+    project = evidence.load_checks(paths.SOURCE / "fashion-mnist-project")
+    runs = []
+
+    def counted(*args, **kwargs):
+        runs.append("honest" if args[2] == honest else "other")
+        return predictions(*args, **kwargs)
+
+    (test, test_labels), (train, train_labels) = noisy_split(0), noisy_split(1)
+    lesson = {"In": ["", SMALL_MODEL], "test_images": test, "test_labels": test_labels, "all_train_images": train, "all_train_labels": train_labels}
+    honest, other = trained_on(train, train_labels), trained_on(train[:250], train_labels[:250])
+    predictions, project.predictions = project.predictions, counted
+    try:
+        project.accuracy_partial({"checkpoint": honest}, lesson)
+        project.accuracy_full({"checkpoint": honest}, lesson)
+        assert runs == ["honest"], "the second accuracy check ran the same model again"
+        project.accuracy({"checkpoint": other}, lesson)
+        project.accuracy({"checkpoint": other}, {**lesson})
+        assert runs == ["honest", "other", "other"], "a measurement was reused for another checkpoint or lesson"
+    finally:
+        project.predictions = predictions
 
 
 def written_as(source, grade_id: str, code: str):

@@ -9,7 +9,6 @@ test that defines the model class. It then builds the class from the checkpoint'
 from __future__ import annotations
 
 import ast
-import hashlib
 import io
 import shutil
 import subprocess
@@ -25,7 +24,6 @@ from . import visible
 
 SANDBOXED = [False]
 """Whether the student's model runs in the sandbox: the judge sets it (``python -m grader.judge --sandbox``)."""
-_cache: dict[str, dict[str, torch.Tensor]] = {}
 
 
 def model_source(cells: list[str], model_class: str) -> str:
@@ -49,12 +47,6 @@ def predictions(source: str, model_class: str, checkpoint: bytes, images: dict[s
     ``model_config``, its state loaded) for each set of ``images`` (``fresh``: the model as built, without the
     checkpoint's state), in a process of its own (``grader.predict_runner``; in the sandbox where the judge
     runs the student's code there): a child of it per set, so no set's run can remember another's."""
-    digest = hashlib.sha256(model_class.encode() + b"\0" + source.encode() + checkpoint)
-    for variant, tensor in images.items():  # the same model on other images is another question
-        digest.update(variant.encode() + b"\0" + tensor.contiguous().numpy().tobytes())
-    digest = digest.hexdigest()
-    if digest in _cache:
-        return _cache[digest]
     with warm.job_folder("grader-predict-") if SANDBOXED[0] else tempfile.TemporaryDirectory(prefix="grader-predict-") as folder:
         work = Path(folder)
         (work / "model.py").write_text(source)
@@ -81,5 +73,4 @@ def predictions(source: str, model_class: str, checkpoint: bytes, images: dict[s
             assert isinstance(found[variant], torch.Tensor) and found[variant].shape == (len(images[variant]),), (
                 "The model should give one class per image."
             )
-    _cache[digest] = found
     return found

@@ -258,8 +258,8 @@ def grading_main(assignments: list[str], course: Path, workers: int | None = Non
     log("== the judge (inside the pool's workers)")
     for a, (judge, start, grading, n) in judged.items():
         log(
-            f"  {a:<24} {judge:6.1f} s of {grading:6.1f} s a submission ({judge / grading:.0%}), {n} submissions; of it "
-            f"{start:.1f} s starting the workers' warm sandboxes (once a worker): {judge - start:.1f} s ({(judge - start) / grading:.0%}) without"
+            f"  {a:<24} {judge:6.2f} s of {grading:6.1f} s a submission ({judge / grading:.1%}), {n} submissions; of it "
+            f"{start:.2f} s starting the workers' warm sandboxes (once a worker): {judge - start:.2f} s ({(judge - start) / grading:.1%}) without"
         )  # fmt: skip
     plain, boxed, n = sandbox_cost(workers)
     log(f"== the sandbox: {n} one-cell submissions, {workers} workers, without and with bubblewrap")

@@ -65,7 +65,8 @@ _measured: list = [None]
 
 def classified_accuracy(checkpoint: bytes, source: str, L: dict) -> float:
     """The test accuracy of the model built from ``source`` and ``checkpoint``, or Disagrees where its predictions
-    show that it was trained on the test images, carries them or does not depend on its trained state."""
+    show that it was trained on the test images, carries them (right on more than ``CEILING`` of them included) or does not
+    depend on its trained state."""
     images, labels = L["test_images"], L["test_labels"]
     # the images each probe uses, and the noise, are drawn for the submission: no model can be made for them in advance
     probe = torch.randperm(len(labels), generator=torch.Generator().manual_seed(drawn() + 2))[:PROBED]
